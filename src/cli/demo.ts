@@ -1,0 +1,70 @@
+import { startDemoBackends } from "../../backends/demo.ts";
+import { applyOverrides, parseConfig } from "../config.ts";
+import { DEFAULT_CONFIG_YAML } from "../default_config.ts";
+import { type Command, noPositionals, numberListFlag, parseFlags, UsageError } from "./_args.ts";
+import { runLbUntilSignal } from "./serve.ts";
+
+const USAGE = `Usage: lb demo [flags]
+
+Starts three demo backends (127.0.0.1:9001-9003) and the balancer in front of them
+(127.0.0.1:8000, admin 127.0.0.1:8001) on the built-in default config.
+Ctrl-C stops both. Then try: curl localhost:8000/
+
+Flags:
+  --strategy NAME       balancing strategy (default round-robin)
+  --latency MS[,MS…]    demo backends' latency, one value or one per backend
+  --fail-rate P[,P…]    demo backends' failure probability (0-1)
+  --log-format F        json or text
+  -h, --help            show this help
+
+Example:
+  lb demo --strategy fastest --latency 5,50,200
+`;
+
+export const demoCommand: Command = {
+  name: "demo",
+  summary: "run three demo backends and the balancer together",
+  usage: USAGE,
+  async run(args) {
+    const { values, positionals } = parseFlags(args, {
+      strategy: { type: "string" },
+      latency: { type: "string" },
+      "fail-rate": { type: "string" },
+      "log-format": { type: "string" },
+    }, "demo");
+    noPositionals(positionals, "demo");
+    const latency = numberListFlag(values.latency, "--latency", "demo", 0, 600_000) ?? [0];
+    const failRate = numberListFlag(values["fail-rate"], "--fail-rate", "demo", 0, 1) ?? [0];
+    for (const [flag, list] of [["--latency", latency], ["--fail-rate", failRate]] as const) {
+      if (list.length !== 1 && list.length !== 3) {
+        throw new UsageError(`${flag} takes 1 or 3 values`, "demo");
+      }
+    }
+    const logFormat = values["log-format"];
+    if (logFormat !== undefined && logFormat !== "json" && logFormat !== "text") {
+      throw new UsageError(`--log-format must be json or text, got "${logFormat}"`, "demo");
+    }
+    let config = parseConfig(DEFAULT_CONFIG_YAML, "built-in defaults");
+    try {
+      config = applyOverrides(config, { strategy: values.strategy, logFormat });
+    } catch (e) {
+      throw new UsageError(
+        (e as Error & { problems?: string[] }).problems?.join("; ") ?? String(e),
+        "demo",
+      );
+    }
+    const backends = await startDemoBackends({
+      count: 3,
+      host: "127.0.0.1",
+      port: 9001,
+      latency,
+      failRate,
+    });
+    for (const b of backends) console.log(`${b.name} listening on ${b.url}`);
+    try {
+      return await runLbUntilSignal(config, "built-in defaults");
+    } finally {
+      await Promise.all(backends.map((b) => b.close()));
+    }
+  },
+};

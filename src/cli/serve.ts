@@ -1,0 +1,142 @@
+import {
+  applyOverrides,
+  type Config,
+  ConfigError,
+  type ConfigOverrides,
+  loadConfig,
+} from "../config.ts";
+import { startLb } from "../lb.ts";
+import { createLogger, resolveFormat } from "../log.ts";
+import { type Command, intFlag, noPositionals, parseFlags, UsageError } from "./_args.ts";
+
+const USAGE = `Usage: lb serve [flags]
+
+Runs the load balancer: the traffic listener and the admin listener.
+
+Flags (override the config file):
+  --config FILE         config file (default: ./lb.yaml if present, else built-in defaults)
+  --strategy NAME       balancing strategy (round-robin, weighted-round-robin, least-conn,
+                        fastest, p2c, random, consistent-hash, maglev)
+  --host H              traffic listen address (default 127.0.0.1)
+  --port N              traffic listen port (default 8000; 0 = any free port)
+  --backend URL         a backend origin such as http://127.0.0.1:9001; repeat for more;
+                        replaces the config file's backend list
+  --admin-port N        admin listen port (default 8001; 0 = any free port)
+  --log-format F        json or text (default: text on a terminal, json otherwise)
+  -h, --help            show this help
+
+Example:
+  lb serve --strategy least-conn --backend http://127.0.0.1:9001 --backend http://127.0.0.1:9002
+`;
+
+/** Parses serve's flags into config overrides (shared with `demo`). */
+export function parseServeFlags(
+  args: string[],
+  command = "serve",
+): { configPath?: string; overrides: ConfigOverrides } {
+  const { values, positionals } = parseFlags(args, {
+    config: { type: "string" },
+    strategy: { type: "string" },
+    host: { type: "string" },
+    port: { type: "string" },
+    backend: { type: "string", multiple: true },
+    "admin-port": { type: "string" },
+    "log-format": { type: "string" },
+  }, command);
+  noPositionals(positionals, command);
+  const logFormat = values["log-format"];
+  if (logFormat !== undefined && logFormat !== "json" && logFormat !== "text") {
+    throw new UsageError(`--log-format must be json or text, got "${logFormat}"`, command);
+  }
+  for (const b of values.backend ?? []) {
+    try {
+      const u = new URL(b);
+      if (u.protocol !== "http:") throw new Error();
+    } catch {
+      throw new UsageError(
+        `--backend must be an http:// URL like http://127.0.0.1:9001, got "${b}"`,
+        command,
+      );
+    }
+  }
+  return {
+    configPath: values.config,
+    overrides: {
+      strategy: values.strategy,
+      host: values.host,
+      port: intFlag(values.port, "--port", command, 0, 65535),
+      backends: values.backend,
+      adminPort: intFlag(values["admin-port"], "--admin-port", command, 0, 65535),
+      logFormat: logFormat as "json" | "text" | undefined,
+    },
+  };
+}
+
+/** Loads the config and applies flags; flag problems are usage errors (exit 2). */
+export async function resolveConfig(
+  configPath: string | undefined,
+  overrides: ConfigOverrides,
+  command: string,
+): Promise<{ config: Config; source: string }> {
+  const { config, source } = await loadConfig(configPath);
+  try {
+    return { config: applyOverrides(config, overrides), source };
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.problems.join("; "), command);
+    throw e;
+  }
+}
+
+/** Runs lb until SIGINT or SIGTERM; then drains in-flight requests and resolves 0. */
+export async function runLbUntilSignal(config: Config, source: string): Promise<number> {
+  const logger = createLogger({
+    format: resolveFormat(config.log.format),
+    access: config.log.access,
+  });
+  const lb = startLb({ config, configSource: source, logger });
+  logger.event(
+    "listen",
+    `lb traffic listening on ${lb.url} (${config.strategy}, ${lb.pool.servers.length} backends, config: ${source})`,
+    {
+      listener: "traffic",
+      url: lb.url,
+    },
+  );
+  if (lb.adminUrl) {
+    logger.event("listen", `lb admin listening on ${lb.adminUrl}`, {
+      listener: "admin",
+      url: lb.adminUrl,
+    });
+  }
+  const signal = await new Promise<Deno.Signal>((resolve) => {
+    const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+      const h = () => {
+        for (const [s, fn] of handlers) Deno.removeSignalListener(s, fn);
+        resolve(sig);
+      };
+      Deno.addSignalListener(sig, h);
+      return [sig, h] as const;
+    });
+  });
+  logger.event(
+    "shutdown",
+    `${signal}: finishing in-flight requests (up to ${config.shutdownTimeout}ms)`,
+  );
+  const inTime = await lb.shutdown();
+  logger.event(
+    "shutdown",
+    inTime ? "stopped" : "stopped; some requests were cut at the shutdown timeout",
+  );
+  return 0;
+}
+
+export const serveCommand: Command = {
+  name: "serve",
+  summary: "run the load balancer",
+  usage: USAGE,
+  async run(args) {
+    const { configPath, overrides } = parseServeFlags(args);
+    const { config, source } = await resolveConfig(configPath, overrides, "serve");
+    return await runLbUntilSignal(config, source);
+  },
+};

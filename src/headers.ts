@@ -1,0 +1,117 @@
+/**
+ * Header rules of a proxy (RFC 9110 §7.6): hop-by-hop fields never cross lb, in either
+ * direction, and lb says who the client was (X-Forwarded-*, Via) only after removing them,
+ * so `Connection: x-forwarded-for` cannot erase what lb adds.
+ */
+import type { OutgoingHttpHeaders } from "node:http";
+
+/** Always hop-by-hop (RFC 9110 §7.6.1), plus the legacy ones proxies strip too. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+]);
+
+/** The extra names a Connection header lists (lower-cased), or undefined when there are none. */
+function connectionTokens(value: string | null | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  let out: Set<string> | undefined;
+  for (const t of value.split(",")) {
+    const name = t.trim().toLowerCase();
+    if (name && name !== "close" && name !== "keep-alive") (out ??= new Set()).add(name);
+  }
+  return out;
+}
+
+export interface ForwardInfo {
+  /** The client address lb believes (socket peer, or from a trusted proxy's XFF). */
+  clientIp: string;
+  /** Whether the socket peer is a trusted proxy whose X-Forwarded-* may be kept. */
+  trusted: boolean;
+  requestId: string;
+  /** `http` (lb listens on plain HTTP). */
+  proto: string;
+}
+
+const VIA = "1.1 lb";
+
+/**
+ * The headers to send upstream: the client's, minus hop-by-hop fields, plus X-Forwarded-*,
+ * Via and X-Request-Id. The client's Host is kept as it is.
+ */
+export function upstreamRequestHeaders(h: Headers, info: ForwardInfo): OutgoingHttpHeaders {
+  const extra = connectionTokens(h.get("connection"));
+  const out: OutgoingHttpHeaders = {};
+  let xff: string | undefined;
+  let xfh: string | undefined;
+  let xfp: string | undefined;
+  let via: string | undefined;
+  for (const [name, value] of h) {
+    if (HOP_BY_HOP.has(name) || (extra !== undefined && extra.has(name))) continue;
+    switch (name) {
+      case "x-forwarded-for":
+        xff = value;
+        continue;
+      case "x-forwarded-host":
+        xfh = value;
+        continue;
+      case "x-forwarded-proto":
+        xfp = value;
+        continue;
+      case "forwarded":
+      case "x-real-ip":
+        if (!info.trusted) continue;
+        break;
+      case "via":
+        via = value;
+        continue;
+      case "x-request-id":
+        continue;
+    }
+    out[name] = value;
+  }
+  // From an untrusted peer, client-sent forwarding headers are replaced, not extended.
+  out["x-forwarded-for"] = info.trusted && xff ? `${xff}, ${info.clientIp}` : info.clientIp;
+  out["x-forwarded-proto"] = info.trusted && xfp ? xfp : info.proto;
+  const host = info.trusted && xfh ? xfh : h.get("host");
+  if (host) out["x-forwarded-host"] = host;
+  out["via"] = via ? `${via}, ${VIA}` : VIA;
+  out["x-request-id"] = info.requestId;
+  return out;
+}
+
+/**
+ * The backend's response headers for the client, from node's rawHeaders ([name, value, …]):
+ * hop-by-hop fields removed, repeated fields (Set-Cookie) kept repeated, Via and X-Request-Id added.
+ */
+export function downstreamResponseHeaders(raw: string[], requestId: string): Headers {
+  let extra: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 10 && raw[i].toLowerCase() === "connection") {
+      const t = connectionTokens(raw[i + 1]);
+      if (t) { for (const n of t) (extra ??= new Set()).add(n); }
+    }
+  }
+  const out = new Headers();
+  let hasVia = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (HOP_BY_HOP.has(name) || (extra !== undefined && extra.has(name))) continue;
+    if (name === "via") {
+      hasVia = true;
+      out.append(name, `${raw[i + 1]}, ${VIA}`);
+      continue;
+    }
+    out.append(name, raw[i + 1]);
+  }
+  if (!hasVia) out.set("via", VIA);
+  if (!out.has("x-request-id")) out.set("x-request-id", requestId);
+  return out;
+}
