@@ -31,8 +31,8 @@ function connectionTokens(value: string | null | undefined): Set<string> | undef
 }
 
 export interface ForwardInfo {
-  /** The client address lb believes (socket peer, or from a trusted proxy's XFF). */
-  clientIp: string;
+  /** The socket peer's address. */
+  peer: string;
   /** Whether the socket peer is a trusted proxy whose X-Forwarded-* may be kept. */
   trusted: boolean;
   requestId: string;
@@ -78,7 +78,7 @@ export function upstreamRequestHeaders(h: Headers, info: ForwardInfo): OutgoingH
     out[name] = value;
   }
   // From an untrusted peer, client-sent forwarding headers are replaced, not extended.
-  out["x-forwarded-for"] = info.trusted && xff ? `${xff}, ${info.clientIp}` : info.clientIp;
+  out["x-forwarded-for"] = info.trusted && xff ? `${xff}, ${info.peer}` : info.peer;
   out["x-forwarded-proto"] = info.trusted && xfp ? xfp : info.proto;
   const host = info.trusted && xfh ? xfh : h.get("host");
   if (host) out["x-forwarded-host"] = host;

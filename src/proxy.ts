@@ -165,6 +165,16 @@ async function pump(body: BodySource, creq: http.ClientRequest): Promise<void> {
 }
 
 /**
+ * The error a cut-short response stream ends with. Deno.serve prints it as it aborts the
+ * client connection, so it carries one readable line instead of a stack trace.
+ */
+function cutShort(why: string): Error {
+  const e = new Error(why);
+  e.stack = `lb: ${why}; aborting the client connection so the body is not taken as complete`;
+  return e;
+}
+
+/**
  * The upstream response body as a web stream with backpressure. `onEnd` runs once, with
  * whether the body arrived complete and how many bytes passed. A body cut short makes the
  * stream error, so Deno aborts the client connection instead of presenting a truncated
@@ -194,7 +204,7 @@ export function responseStream(
           controller.close();
           end(true);
         } else {
-          controller.error(new Error("upstream body cut short"));
+          controller.error(cutShort("upstream closed mid-body"));
           end(false, "upstream closed mid-body");
         }
       });
