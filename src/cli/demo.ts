@@ -1,7 +1,7 @@
 import { startDemoBackends } from "../../backends/demo.ts";
 import { applyOverrides, parseConfig } from "../config.ts";
 import { DEFAULT_CONFIG_YAML } from "../default_config.ts";
-import { type Command, noPositionals, numberListFlag, parseFlags, UsageError } from "./_args.ts";
+import { type Command, intFlag, noPositionals, numberListFlag, parseFlags, UsageError } from "./_args.ts";
 import { runLbUntilSignal } from "./serve.ts";
 
 const USAGE = `Usage: lb demo [flags]
@@ -15,6 +15,9 @@ Flags:
   --latency MS[,MS…]    demo backends' latency, one value or one per backend
   --fail-rate P[,P…]    demo backends' failure probability (0-1)
   --log-format F        json or text
+  --port N              traffic port (default 8000; 0 = any free port)
+  --admin-port N        admin port (default 8001; 0 = any free port)
+  --backend-port FIRST  port of the first demo backend (default 9001; 0 = any free ports)
   -h, --help            show this help
 
 Example:
@@ -31,6 +34,9 @@ export const demoCommand: Command = {
       latency: { type: "string" },
       "fail-rate": { type: "string" },
       "log-format": { type: "string" },
+      port: { type: "string" },
+      "admin-port": { type: "string" },
+      "backend-port": { type: "string" },
     }, "demo");
     noPositionals(positionals, "demo");
     const latency = numberListFlag(values.latency, "--latency", "demo", 0, 600_000) ?? [0];
@@ -46,7 +52,12 @@ export const demoCommand: Command = {
     }
     let config = parseConfig(DEFAULT_CONFIG_YAML, "built-in defaults");
     try {
-      config = applyOverrides(config, { strategy: values.strategy, logFormat });
+      config = applyOverrides(config, {
+        strategy: values.strategy,
+        logFormat,
+        port: intFlag(values.port, "--port", "demo", 0, 65535),
+        adminPort: intFlag(values["admin-port"], "--admin-port", "demo", 0, 65535),
+      });
     } catch (e) {
       throw new UsageError(
         (e as Error & { problems?: string[] }).problems?.join("; ") ?? String(e),
