@@ -3,6 +3,7 @@
  */
 import YAML from "yaml";
 import { z } from "zod";
+import { parseCidr } from "./cidr.ts";
 import { parseBackendUrl } from "./state.ts";
 import { STRATEGY_NAMES } from "./strategies/mod.ts";
 import { DEFAULT_CONFIG_YAML } from "./default_config.ts";
@@ -154,6 +155,8 @@ export const ConfigSchema = z.object({
   timeouts: z.object({
     /** Time to wait for the backend's response headers (time to first byte). */
     header: duration.default("30s"),
+    /** Time to establish a new connection to a backend. */
+    connect: duration.default("5s"),
     /** Longest gap between two body chunks, either direction. */
     idle: duration.default("60s"),
     /** The whole request including retries (0 = no overall deadline). */
@@ -198,7 +201,15 @@ export const ConfigSchema = z.object({
     maxConnectionsPerClient: z.number().int().min(1).default(1000),
   }).strict().default({}),
   /** CIDRs whose X-Forwarded-* headers are trusted (empty: trust nobody). */
-  trustedProxies: z.array(z.string()).default([]),
+  trustedProxies: z.array(
+    z.string().superRefine((v, ctx) => {
+      try {
+        parseCidr(v);
+      } catch (e) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+      }
+    }),
+  ).default([]),
   admin: z.object({
     enabled: z.boolean().default(true),
     host: host.default("127.0.0.1"),

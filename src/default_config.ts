@@ -1,6 +1,5 @@
 /** The embedded default config: identical to the repository's lb.yaml (a test checks). */
-export const DEFAULT_CONFIG_YAML =
-  `# lb.yaml: the configuration of lb. Every key is optional; these are the defaults.
+export const DEFAULT_CONFIG_YAML = `# lb.yaml: the configuration of lb. Every key is optional; these are the defaults.
 # Durations: 250ms, 2s, 1m. Sizes: 64KiB, 1MiB. Unknown keys are errors.
 
 # Where lb listens for traffic.
@@ -30,6 +29,7 @@ backends:
     name: backend-3
 
 timeouts:
+  connect: 5s # give up on a new connection to a backend after this (then try another)
   header: 30s # wait this long for a backend's response headers, then 504
   idle: 60s # longest silence inside a request or response body
   request: 0 # overall deadline including retries (0 = none)

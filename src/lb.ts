@@ -4,12 +4,18 @@
  */
 import type http from "node:http";
 import denoJson from "../deno.json" with { type: "json" };
-import { createAdminApp } from "./admin/app.ts";
+import { type AdminApp, createAdminApp } from "./admin/app.ts";
+import { assertAdminSafe, resolveAdminToken } from "./admin/auth.ts";
+import { Control } from "./admin/control.ts";
+import { createMetrics, type LbMetrics } from "./admin/metrics.ts";
+import { applyOverlay, readStateFile, resolveStateFilePath } from "./admin/state_file.ts";
 import { createTrafficApp } from "./app.ts";
 import { Balancer } from "./balancer.ts";
 import type { Config } from "./config.ts";
+import { startHealthChecks } from "./health.ts";
 import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./log.ts";
 import { createUpstreamAgent } from "./proxy.ts";
+import { type ConfigLoader, createReloader, type ReloadResult } from "./reload.ts";
 import { ServerPool } from "./state.ts";
 
 export interface LbOptions {
@@ -20,6 +26,12 @@ export interface LbOptions {
   random?: () => number;
   /** Called for every finished request (tests, metrics). */
   onRequest?: (rec: RequestRecord) => void;
+  /**
+   * The state file (admin API changes that survive a restart): a path, or false for none.
+   * Default: admin.stateFile, else beside the config file (see admin/state_file.ts); none
+   * when there is no configSource.
+   */
+  stateFile?: string | false;
 }
 
 export interface Lb {
@@ -31,6 +43,11 @@ export interface Lb {
   readonly url: string;
   /** `http://host:port` of the admin listener (undefined when disabled). */
   readonly adminUrl?: string;
+  /** Where admin API changes are persisted (undefined: nowhere). */
+  readonly stateFile?: string;
+  readonly metrics: LbMetrics;
+  /** Applies a new config live (see reload.ts); never rejects, logs what it did. */
+  reload(next: ConfigLoader, why?: string): Promise<ReloadResult>;
   /**
    * Stops accepting, lets in-flight requests finish (up to `graceMs`, default
    * config.shutdownTimeout), then closes everything. Resolves true when all finished in time.
@@ -66,13 +83,26 @@ function listen(
 }
 
 export function startLb(opts: LbOptions): Lb {
-  const { config } = opts;
+  const { config: baseConfig } = opts;
+  const adminToken = resolveAdminToken(baseConfig);
+  assertAdminSafe(baseConfig, adminToken);
+  // The state file (admin API changes) applies over the config; `config` is the result.
+  const stateFile = opts.stateFile === false
+    ? undefined
+    : opts.stateFile ?? resolveStateFilePath(baseConfig, opts.configSource);
+  const saved = applyOverlay(baseConfig, stateFile ? readStateFile(stateFile) : undefined);
+  const config = saved.config;
   const logger = opts.logger ??
     createLogger({ format: resolveFormat(config.log.format), access: config.log.access });
   const pool = new ServerPool(config.backends, {});
   for (const s of pool.servers) s.healthy = config.health.assumeHealthy || !config.health.enabled;
-  const balancer = new Balancer(pool, config.strategy, { hash: config.hash });
+  for (const [id, st] of saved.adminStates) pool.setAdminState(pool.get(id)!, st, "state file");
+  const balancer = new Balancer(pool, config.strategy, { hash: config.hash, latencyTau: pool.latencyTau });
+  const metrics = createMetrics({ pool, balancer, version: denoJson.version });
+  const control = new Control({ pool, balancer, config: baseConfig, logger, stateFile });
+  const reloader = createReloader({ control, metrics, trafficHashKey: config.hash.key });
   const agent: http.Agent = createUpstreamAgent({
+    connectTimeout: config.timeouts.connect,
     headerTimeout: config.timeouts.header,
     idleTimeout: config.timeouts.idle,
     poolIdleTimeout: config.timeouts.upstreamIdle,
@@ -94,35 +124,52 @@ export function startLb(opts: LbOptions): Lb {
     agent,
     logger,
     random: opts.random,
-    onRequest: opts.onRequest,
+    onRequest: opts.onRequest
+      ? (rec) => {
+        metrics.observe(rec);
+        opts.onRequest!(rec);
+      }
+      : metrics.observe,
   });
   const trafficServer = listen("traffic", config.listen.host, config.listen.port, traffic.fetch);
   let adminServer: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let admin: AdminApp | undefined;
   if (config.admin.enabled) {
-    const admin = createAdminApp({
+    admin = createAdminApp({
       config,
       balancer,
       logger,
       version: denoJson.version,
       startedAt: Date.now(),
+      control,
+      metrics,
+      token: adminToken,
     });
     try {
       adminServer = listen("the admin API", config.admin.host, config.admin.port, admin.fetch);
     } catch (e) {
+      admin.close();
       trafficServer.shutdown();
       agent.destroy();
       throw e;
     }
   }
 
+  const health = startHealthChecks(pool, config.health, logger, { random: opts.random });
+
   let stopping: Promise<boolean> | undefined;
   return {
-    config,
+    get config() {
+      return control.config;
+    },
     pool,
     balancer,
     logger,
     url: urlOf(trafficServer.addr),
     adminUrl: adminServer ? urlOf(adminServer.addr) : undefined,
+    stateFile,
+    metrics,
+    reload: (next, why = "reload") => reloader.reload(next, why),
     shutdown(graceMs = config.shutdownTimeout) {
       return stopping ??= (async () => {
         let timer: ReturnType<typeof setTimeout> | undefined;
@@ -130,7 +177,10 @@ export function startLb(opts: LbOptions): Lb {
         const timeout = new Promise<boolean>((r) => timer = setTimeout(() => r(false), graceMs));
         const inTime = await Promise.race([graceful, timeout]);
         clearTimeout(timer);
+        control.close();
+        admin?.close();
         await adminServer?.shutdown();
+        await health.stop();
         unsubscribe();
         balancer.close();
         agent.destroy();

@@ -16,7 +16,9 @@ import { type BodySource, BodyTooLargeError, ClientBodyError } from "./body.ts";
 import type { Server } from "./state.ts";
 
 export interface UpstreamOptions {
-  /** Time to response headers (ms). */
+  /** Time to establish a new connection (ms). */
+  connectTimeout: number;
+  /** Time to response headers (ms), connecting included. */
   headerTimeout: number;
   /** Longest silence on the upstream socket once headers arrived, either direction (ms). */
   idleTimeout: number;
@@ -79,6 +81,8 @@ export function tryOnce(
     let settled = false;
     let connected = false;
     let reused = false;
+    let sockets = 0;
+    let connectTimer: ReturnType<typeof setTimeout> | undefined;
     const creq = http.request({
       host: server.hostname,
       port: server.port,
@@ -92,6 +96,7 @@ export function tryOnce(
       if (settled) return;
       settled = true;
       clearTimeout(headerTimer);
+      if (connectTimer !== undefined) clearTimeout(connectTimer);
       signal.removeEventListener("abort", onAbort);
       if (!r.ok) creq.destroy();
       resolve(r);
@@ -105,9 +110,17 @@ export function tryOnce(
     );
 
     creq.on("socket", (sock: Socket) => {
+      // Deno's node:http silently re-sends a request on a new connection when a reused one
+      // dies before any response byte, and says so only by a second "socket" event. lb's own
+      // retry rules (and its body buffer) decide instead.
+      if (++sockets > 1) {
+        fail("stale", `kept-alive connection to ${server.url} was closed`);
+        return;
+      }
       reused = creq.reusedSocket;
       const start = () => {
         connected = true;
+        if (connectTimer !== undefined) clearTimeout(connectTimer);
         if (body) {
           pump(body, creq).catch((e) => {
             if (e instanceof BodyTooLargeError) fail("too-large", e.message);
@@ -116,8 +129,14 @@ export function tryOnce(
           });
         }
       };
-      if (sock.connecting) sock.once("connect", start);
-      else start();
+      if (sock.connecting) {
+        // Only new connections pay for this timer; reused ones are connected already.
+        connectTimer = setTimeout(
+          () => fail("connect", `no connection to ${server.url} within ${opts.connectTimeout}ms`),
+          opts.connectTimeout,
+        );
+        sock.once("connect", start);
+      } else start();
     });
     creq.on("response", (res) => {
       if (settled) {

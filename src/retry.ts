@@ -16,10 +16,13 @@ export function replayable(body: BodySource | null): boolean {
 /**
  * Whether a failed try may be retried on another server.
  * - connect failures: for every method (the request never reached the server);
- * - a reused keep-alive connection closed under us before any response byte: likewise;
- * - resets, timeouts, bad responses and retryable statuses: only when repeating is safe —
- *   an idempotent method, or a body small enough to have been kept whole.
- * In every case the body must still be replayable.
+ * - a reused keep-alive connection closed under us before any response byte, and a
+ *   connection reset before any response byte: likewise (issue 4: "resets before any
+ *   response byte for every method");
+ * - timeouts, bad responses and retryable statuses: only when repeating is safe — an
+ *   idempotent method, or a body small enough to have been kept whole.
+ * In every case the body must still be replayable: a body streamed beyond
+ * `retry.bufferLimit` is never sent twice, whatever the failure.
  */
 export function mayRetry(
   failure: TryFailure | "status",
@@ -30,8 +33,8 @@ export function mayRetry(
   switch (failure) {
     case "connect":
     case "stale":
-      return true;
     case "reset":
+      return true;
     case "timeout":
     case "protocol":
     case "status":
@@ -58,9 +61,14 @@ export class RetryBudget {
 
   constructor(readonly percent: number, readonly minConcurrent: number) {}
 
+  /** Whether `acquire` would succeed now (without taking anything or counting a refusal). */
+  get available(): boolean {
+    return this.retrying < Math.max(this.minConcurrent, (this.active * this.percent) / 100);
+  }
+
   /** Takes one retry from the budget; false when it is spent. Call `release` after the try. */
   acquire(): boolean {
-    if (this.retrying >= Math.max(this.minConcurrent, (this.active * this.percent) / 100)) {
+    if (!this.available) {
       this.refused++;
       return false;
     }

@@ -24,6 +24,9 @@ export interface HealthRecord {
   /** Consecutive successes and failures, for rise/fall. */
   successes: number;
   failures: number;
+  /** Checks passed and failed since the server was added (for metrics). */
+  passedTotal?: number;
+  failedTotal?: number;
 }
 
 export interface Server {
@@ -243,9 +246,11 @@ export class ServerPool {
     if (ok) {
       h.successes++;
       h.failures = 0;
+      h.passedTotal = (h.passedTotal ?? 0) + 1;
     } else {
       h.failures++;
       h.successes = 0;
+      h.failedTotal = (h.failedTotal ?? 0) + 1;
     }
     const from = stateOf(s, now);
     let changed = false;
@@ -294,6 +299,9 @@ export class ServerPool {
     s.ejectedUntil = until;
     s.ejections++;
     s.consecutiveFailures = 0;
+    // Only checks that pass after the ejection may end it early (else a server that fails
+    // real traffic but answers /health would be back on the very next check).
+    s.health.successes = 0;
     const to = stateOf(s, now);
     if (from !== to) this.#emit({ type: "state", server: s, from, to, reason });
   }
