@@ -7,7 +7,9 @@ import type http from "node:http";
 import type { Balancer } from "./balancer.ts";
 import { BodySource } from "./body.ts";
 import { cidrMatcher } from "./cidr.ts";
+import { ConcurrencyLimiter } from "./conn_limit.ts";
 import type { Config } from "./config.ts";
+import { createGuard } from "./guard.ts";
 import { downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { Logger, RequestRecord } from "./log.ts";
 import { maybeEject } from "./outlier.ts";
@@ -27,7 +29,7 @@ export interface TrafficDeps {
 }
 
 /** Deno.serve's handler info, as Hono hands it to us in `c.env`. */
-type ConnInfo = { remoteAddr: Deno.NetAddr };
+type ConnInfo = { remoteAddr: Deno.NetAddr; completed?: Promise<void> };
 
 /** lb's own error answers: JSON with a stable shape. */
 export function errorResponse(
@@ -65,12 +67,15 @@ export function createProxyHandler(
   const isTrusted = cidrMatcher(config.trustedProxies);
   const budget = new RetryBudget(config.retry.budgetPercent, config.retry.minConcurrent);
   const upstream: UpstreamOptions = {
+    connectTimeout: config.timeouts.connect,
     headerTimeout: config.timeouts.header,
     idleTimeout: config.timeouts.idle,
     poolIdleTimeout: config.timeouts.upstreamIdle,
   };
   const hashKey = config.hash.key;
   const retryOn = new Set(config.retry.on);
+  const guard = createGuard(config.limits);
+  const limiter = new ConcurrencyLimiter(config.limits);
 
   return async function handle(req: Request, info: ConnInfo): Promise<Response> {
     const started = performance.now();
@@ -115,11 +120,28 @@ export function createProxyHandler(
     };
 
     const headers = upstreamRequestHeaders(req.headers, {
-      clientIp,
+      peer,
       trusted,
       requestId,
       proto: "http",
     });
+    // Hostile-input checks (guard.ts; amends `headers` in place) and concurrency caps.
+    const refused = guard(req, info.remoteAddr, headers) ??
+      limiter.enter(clientIp, info.completed);
+    if (refused) {
+      rec.status = refused.status;
+      rec.error = refused.message;
+      rec.durationMs = performance.now() - started;
+      logger.access(rec);
+      deps.onRequest?.(rec);
+      return errorResponse(
+        refused.status,
+        refused.code,
+        refused.message,
+        requestId,
+        refused.headers,
+      );
+    }
     const body = req.body && method !== "GET" && method !== "HEAD"
       ? new BodySource(req.body, config.retry.bufferLimit, config.limits.maxBodyBytes)
       : null;
@@ -130,7 +152,7 @@ export function createProxyHandler(
     const ctx: PickContext = {
       now: Date.now(),
       random,
-      key: () => requestKey(req, hashKey, clientIp, path),
+      key: () => requestKey(req, balancer.options.hash?.key ?? hashKey, clientIp, path),
     };
 
     budget.active++;
@@ -152,8 +174,11 @@ export function createProxyHandler(
         }
         if (!server) break;
         const isRetry = attempt > 1;
+        // A try refused at connect reached no server, so trying the next one adds no load:
+        // such failover does not spend the retry budget, which bounds amplification.
+        const budgeted = isRetry && lastFailure?.failure !== "connect";
         if (isRetry) {
-          if (!budget.acquire()) {
+          if (budgeted && !budget.acquire()) {
             lastFailure = {
               ...lastFailure!,
               message: `${lastFailure!.message}; retry budget spent`,
@@ -167,7 +192,7 @@ export function createProxyHandler(
             random,
           );
           if (performance.now() + wait >= deadline) {
-            budget.release();
+            if (budgeted) budget.release();
             break;
           }
           await sleep(wait, signal);
@@ -185,7 +210,7 @@ export function createProxyHandler(
         pool.beginRequest(server);
         const t0 = performance.now();
         const r = await tryOnce(agent, server, method, path, headers, body, opts, signal);
-        if (isRetry) budget.release();
+        if (budgeted) budget.release();
 
         if (r.ok) {
           const status = r.res.statusCode ?? 502;
@@ -193,7 +218,10 @@ export function createProxyHandler(
           const bad5xx = status >= 500 && config.outlier.on5xx;
           if (
             retryOn.has(status) && attempt < config.retry.attempts &&
-            mayRetry("status", method, body)
+            mayRetry("status", method, body) &&
+            // With the budget spent, the server's own answer (and its Retry-After) goes to
+            // the client rather than being drained and replaced by a 502.
+            budget.available
           ) {
             r.res.resume(); // drain so the connection can be reused
             pool.endRequest(server, !bad5xx, ttfb, Date.now());

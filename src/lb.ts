@@ -66,9 +66,16 @@ function listen(
   host: string,
   port: number,
   handler: Deno.ServeHandler<Deno.NetAddr>,
+  logger: Logger,
 ): Deno.HttpServer<Deno.NetAddr> {
+  // Deno's default onError prints a stack trace, e.g. for every response body that fails
+  // because a backend died mid-body (already in the access log): one line is enough.
+  const onError = (e: unknown) => {
+    logger.error(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+    return new Response("internal error\n", { status: 500 });
+  };
   try {
-    return Deno.serve({ hostname: host, port, onListen() {} }, handler);
+    return Deno.serve({ hostname: host, port, onListen() {}, onError }, handler);
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
       throw new Error(
@@ -99,8 +106,8 @@ export function startLb(opts: LbOptions): Lb {
   for (const [id, st] of saved.adminStates) pool.setAdminState(pool.get(id)!, st, "state file");
   const balancer = new Balancer(pool, config.strategy, { hash: config.hash, latencyTau: pool.latencyTau });
   const metrics = createMetrics({ pool, balancer, version: denoJson.version });
-  const control = new Control({ pool, balancer, config: baseConfig, logger, stateFile });
-  const reloader = createReloader({ control, metrics, trafficHashKey: config.hash.key });
+  const control = new Control({ pool, balancer, config: baseConfig, logger, stateFile, metrics });
+  const reloader = createReloader({ control, metrics });
   const agent: http.Agent = createUpstreamAgent({
     connectTimeout: config.timeouts.connect,
     headerTimeout: config.timeouts.header,
@@ -131,7 +138,13 @@ export function startLb(opts: LbOptions): Lb {
       }
       : metrics.observe,
   });
-  const trafficServer = listen("traffic", config.listen.host, config.listen.port, traffic.fetch);
+  const trafficServer = listen(
+    "traffic",
+    config.listen.host,
+    config.listen.port,
+    traffic.fetch,
+    logger,
+  );
   let adminServer: Deno.HttpServer<Deno.NetAddr> | undefined;
   let admin: AdminApp | undefined;
   if (config.admin.enabled) {
@@ -146,7 +159,13 @@ export function startLb(opts: LbOptions): Lb {
       token: adminToken,
     });
     try {
-      adminServer = listen("the admin API", config.admin.host, config.admin.port, admin.fetch);
+      adminServer = listen(
+        "the admin API",
+        config.admin.host,
+        config.admin.port,
+        admin.fetch,
+        logger,
+      );
     } catch (e) {
       admin.close();
       trafficServer.shutdown();

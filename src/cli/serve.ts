@@ -7,6 +7,7 @@ import {
 } from "../config.ts";
 import { startLb } from "../lb.ts";
 import { createLogger, resolveFormat } from "../log.ts";
+import { watchConfigFile } from "../reload.ts";
 import { type Command, intFlag, noPositionals, parseFlags, UsageError } from "./_args.ts";
 
 const USAGE = `Usage: lb serve [flags]
@@ -23,7 +24,11 @@ Flags (override the config file):
                         replaces the config file's backend list
   --admin-port N        admin listen port (default 8001; 0 = any free port)
   --log-format F        json or text (default: text on a terminal, json otherwise)
+  --watch               reload when the config file changes (SIGHUP always reloads)
   -h, --help            show this help
+
+Reload (SIGHUP or --watch) applies added, removed (drained first) and re-weighted
+backends and the strategy live; an invalid file is rejected and the running config kept.
 
 Example:
   lb serve --strategy least-conn --backend http://127.0.0.1:9001 --backend http://127.0.0.1:9002
@@ -33,7 +38,7 @@ Example:
 export function parseServeFlags(
   args: string[],
   command = "serve",
-): { configPath?: string; overrides: ConfigOverrides } {
+): { configPath?: string; overrides: ConfigOverrides; watch: boolean } {
   const { values, positionals } = parseFlags(args, {
     config: { type: "string" },
     strategy: { type: "string" },
@@ -42,6 +47,7 @@ export function parseServeFlags(
     backend: { type: "string", multiple: true },
     "admin-port": { type: "string" },
     "log-format": { type: "string" },
+    watch: { type: "boolean" },
   }, command);
   noPositionals(positionals, command);
   const logFormat = values["log-format"];
@@ -61,6 +67,7 @@ export function parseServeFlags(
   }
   return {
     configPath: values.config,
+    watch: values.watch ?? false,
     overrides: {
       strategy: values.strategy,
       host: values.host,
@@ -87,8 +94,23 @@ export async function resolveConfig(
   }
 }
 
-/** Runs lb until SIGINT or SIGTERM; then drains in-flight requests and resolves 0. */
-export async function runLbUntilSignal(config: Config, source: string): Promise<number> {
+/** How `runLbUntilSignal` reloads (serve passes these; demo does not reload). */
+export interface RunOptions {
+  /** Loads the config again for SIGHUP and --watch; without it SIGHUP is ignored. */
+  reload?: () => Promise<Config>;
+  /** Reload when this file changes. */
+  watch?: string;
+}
+
+/**
+ * Runs lb until SIGINT or SIGTERM; then drains in-flight requests and resolves 0.
+ * SIGHUP (and, with `watch`, a change to the config file) reloads the config.
+ */
+export async function runLbUntilSignal(
+  config: Config,
+  source: string,
+  run: RunOptions = {},
+): Promise<number> {
   const logger = createLogger({
     format: resolveFormat(config.log.format),
     access: config.log.access,
@@ -108,6 +130,13 @@ export async function runLbUntilSignal(config: Config, source: string): Promise<
       url: lb.adminUrl,
     });
   }
+  const reload = run.reload;
+  const onHup = reload ? () => void lb.reload(reload, "SIGHUP") : undefined;
+  if (onHup) Deno.addSignalListener("SIGHUP", onHup);
+  const watcher = reload && run.watch
+    ? watchConfigFile(run.watch, () => void lb.reload(reload, `${run.watch} changed`))
+    : undefined;
+  if (watcher) logger.event("watch", `reloading when ${run.watch} changes`, { file: run.watch });
   const signal = await new Promise<Deno.Signal>((resolve) => {
     const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
       const h = () => {
@@ -118,6 +147,8 @@ export async function runLbUntilSignal(config: Config, source: string): Promise<
       return [sig, h] as const;
     });
   });
+  if (onHup) Deno.removeSignalListener("SIGHUP", onHup);
+  watcher?.close();
   logger.event(
     "shutdown",
     `${signal}: finishing in-flight requests (up to ${config.shutdownTimeout}ms)`,
@@ -135,8 +166,21 @@ export const serveCommand: Command = {
   summary: "run the load balancer",
   usage: USAGE,
   async run(args) {
-    const { configPath, overrides } = parseServeFlags(args);
+    const { configPath, overrides, watch } = parseServeFlags(args);
     const { config, source } = await resolveConfig(configPath, overrides, "serve");
-    return await runLbUntilSignal(config, source);
+    const fromFile = source !== "built-in defaults";
+    if (watch && !fromFile) {
+      throw new UsageError(
+        "--watch needs a config file: pass --config FILE or create ./lb.yaml",
+        "serve",
+      );
+    }
+    // Reloads read the file lb started from, so a vanished lb.yaml is an error, not a silent
+    // return to the built-in defaults.
+    const path = configPath ?? (fromFile ? source : undefined);
+    return await runLbUntilSignal(config, source, {
+      reload: async () => (await resolveConfig(path, overrides, "serve")).config,
+      watch: watch ? source : undefined,
+    });
   },
 };
