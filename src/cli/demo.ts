@@ -73,7 +73,8 @@ export const demoCommand: Command = {
     });
     for (const b of backends) console.log(`${b.name} listening on ${b.url}`);
     try {
-      return await runLbUntilSignal(config, "built-in defaults");
+      // The demo starts the same every time: dashboard changes are not written to a state file.
+      return await runLbUntilSignal(config, "built-in defaults", { stateFile: false });
     } finally {
       await Promise.all(backends.map((b) => b.close()));
     }

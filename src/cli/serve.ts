@@ -100,6 +100,8 @@ export interface RunOptions {
   reload?: () => Promise<Config>;
   /** Reload when this file changes. */
   watch?: string;
+  /** `false`: keep API changes in memory only (the demo); default: the state file. */
+  stateFile?: false;
 }
 
 /**
@@ -115,7 +117,7 @@ export async function runLbUntilSignal(
     format: resolveFormat(config.log.format),
     access: config.log.access,
   });
-  const lb = startLb({ config, configSource: source, logger });
+  const lb = startLb({ config, configSource: source, logger, stateFile: run.stateFile });
   logger.event(
     "listen",
     `lb traffic listening on ${lb.url} (${config.strategy}, ${lb.pool.servers.length} backends, config: ${source})`,
