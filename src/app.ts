@@ -260,7 +260,8 @@ export function createProxyHandler(
         }
 
         // The try failed before any response byte.
-        const serverFault = r.failure !== "client" && r.failure !== "too-large";
+        const serverFault = r.failure !== "client" && r.failure !== "too-large" &&
+          r.failure !== "bad-request";
         pool.endRequest(server, !serverFault || r.failure === "stale", undefined, Date.now());
         if (serverFault && r.failure !== "stale") {
           maybeEject(pool, server, config.outlier, Date.now());
@@ -269,6 +270,10 @@ export function createProxyHandler(
         if (r.failure === "client") {
           done(499, r.message);
           return errorResponse(499, "client_closed", r.message, requestId);
+        }
+        if (r.failure === "bad-request") {
+          done(400, r.message);
+          return errorResponse(400, "bad_request", r.message, requestId, { connection: "close" });
         }
         if (r.failure === "too-large") {
           done(413, r.message);

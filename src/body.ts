@@ -12,7 +12,12 @@ export class BodyTooLargeError extends Error {
   }
 }
 
-export class ClientBodyError extends Error {}
+/** The client's body failed: it went away, or (`malformed`) its framing was invalid. */
+export class ClientBodyError extends Error {
+  constructor(message: string, readonly malformed: boolean) {
+    super(message);
+  }
+}
 
 export class BodySource {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
@@ -60,7 +65,9 @@ export class BodySource {
       },
       (e) => {
         this.#filling = undefined;
-        this.#failure ??= new ClientBodyError(`client body failed: ${(e as Error)?.message ?? e}`);
+        const why = String((e as Error)?.message ?? e);
+        // Deno reports bad chunked framing in the middle of a body as "invalid HTTP/1 request".
+        this.#failure ??= new ClientBodyError(`client body failed: ${why}`, /invalid|malformed/i.test(why));
         throw this.#failure;
       },
     );

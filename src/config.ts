@@ -8,17 +8,27 @@ import { parseBackendUrl } from "./state.ts";
 import { STRATEGY_NAMES } from "./strategies/mod.ts";
 import { DEFAULT_CONFIG_YAML } from "./default_config.ts";
 
+/**
+ * The longest duration lb accepts: timers take a signed 32-bit number of ms, and a longer
+ * one fires after 1 ms instead (a 30-day header timeout would time out every request).
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
 /** Parses `250ms`, `2s`, `1.5m`, `1h` or a bare number of milliseconds. */
 export function parseDuration(v: string | number): number {
+  let ms: number;
   if (typeof v === "number") {
     if (!Number.isFinite(v) || v < 0) throw new Error(`must be a duration ≥ 0 like 250ms or 2s`);
-    return v;
+    ms = v;
+  } else {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(v);
+    if (!m) throw new Error(`"${v}" is not a duration (use e.g. 250ms, 2s, 1m)`);
+    const n = Number(m[1]);
+    const unit = m[2] ?? "ms";
+    ms = n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
   }
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(v);
-  if (!m) throw new Error(`"${v}" is not a duration (use e.g. 250ms, 2s, 1m)`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? "ms";
-  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+  if (ms > MAX_DURATION_MS) throw new Error(`"${v}" is too long: durations go up to 596h`);
+  return ms;
 }
 
 /** Parses `64KiB`, `1MiB`, `2GiB`, `100KB`, `512B` or a bare number of bytes. */
@@ -127,7 +137,12 @@ export const ConfigSchema = z.object({
     const ids = new Map<string, number>();
     const urls = new Map<string, number>();
     list.forEach((b, i) => {
-      const u = new URL(b.url);
+      let u: URL;
+      try {
+        u = new URL(b.url);
+      } catch {
+        return; // reported by the url field's own check
+      }
       const id = b.name ?? `${u.hostname}:${u.port || "80"}`;
       const origin = `${u.protocol}//${u.host}`;
       if (ids.has(id)) {
@@ -255,7 +270,9 @@ export function validateConfig(raw: unknown, source = "config"): Config {
         i.keys.map((k) => `"${k}"`).join(", ")
       }`;
     }
-    return `${formatPath(i.path)}: ${i.message}`;
+    // Messages may quote the offending value: keep a pasted blob from flooding the terminal.
+    const msg = i.message.length > 200 ? `${i.message.slice(0, 200)}…` : i.message;
+    return `${formatPath(i.path)}: ${msg}`;
   });
   throw new ConfigError(source, problems);
 }
@@ -273,7 +290,13 @@ export function parseConfig(text: string, source = "config"): Config {
       }),
     );
   }
-  const raw = doc.toJS();
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // e.g. a "billion laughs" alias bomb: yaml refuses to expand it.
+    throw new ConfigError(source, [`the YAML cannot be expanded: ${(e as Error).message}`]);
+  }
   if (raw !== null && raw !== undefined && (typeof raw !== "object" || Array.isArray(raw))) {
     throw new ConfigError(source, ["the file must be a YAML mapping (key: value lines)"]);
   }

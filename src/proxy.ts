@@ -40,8 +40,10 @@ export type TryFailure =
   | "protocol"
   /** The client's body exceeded limits.maxBodyBytes. */
   | "too-large"
-  /** The client went away or its body failed. */
-  | "client";
+  /** The client went away. */
+  | "client"
+  /** The client's body was malformed (e.g. bad chunked framing in the middle). */
+  | "bad-request";
 
 export type TryResult =
   | { ok: true; res: IncomingMessage; req: http.ClientRequest }
@@ -124,7 +126,7 @@ export function tryOnce(
         if (body) {
           pump(body, creq).catch((e) => {
             if (e instanceof BodyTooLargeError) fail("too-large", e.message);
-            else if (e instanceof ClientBodyError) fail("client", e.message);
+            else if (e instanceof ClientBodyError) fail(e.malformed ? "bad-request" : "client", e.message);
             // Write errors surface as creq "error" events.
           });
         }

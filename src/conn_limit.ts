@@ -1,0 +1,94 @@
+/**
+ * Caps on concurrent requests, in total and per client address (`limits.maxConnections`,
+ * `limits.maxConnectionsPerClient`): past a cap lb answers 503 at once instead of taking on
+ * more work than it has file descriptors and memory for.
+ *
+ * Why requests and not connections: `Deno.serve` has no hook where a connection is
+ * accepted, counted or closed, so lb counts what it can see: requests in flight, from the
+ * moment the handler runs until Deno reports the response delivered or the connection gone
+ * (`info.completed`). An HTTP/1.1 connection carries one request at a time, so this caps
+ * busy connections; idle keep-alive and half-sent (slowloris) connections are not counted.
+ * Measured on Deno 2.9.6: 500 slowloris connections do not slow ordinary clients down, but
+ * stay open for as long as the attacker likes (see SECURITY.md).
+ */
+
+export interface ConcurrencyLimits {
+  /** Requests in flight across all clients (0 = no cap). */
+  maxConnections: number;
+  /** Requests in flight from one client address (0 = no cap). */
+  maxConnectionsPerClient: number;
+}
+
+/** What a refused request is answered with (see guard.ts's Refusal). */
+export interface LimitRefusal {
+  status: 503;
+  code: "overloaded";
+  message: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * Counts requests in flight per client address.
+ *
+ * @example
+ * ```ts
+ * const limiter = new ConcurrencyLimiter(config.limits);
+ * // in the handler, with Deno.serve's info:
+ * const refused = limiter.enter(clientIp, info.completed);
+ * if (refused) return errorResponse(503, refused.code, refused.message, id, refused.headers);
+ * ```
+ */
+export class ConcurrencyLimiter {
+  #perClient = new Map<string, number>();
+  #total = 0;
+
+  constructor(readonly limits: ConcurrencyLimits) {}
+
+  /** Requests in flight now. */
+  get inflight(): number {
+    return this.#total;
+  }
+
+  /** Requests in flight now from `client`. */
+  inflightFrom(client: string): number {
+    return this.#perClient.get(client) ?? 0;
+  }
+
+  /**
+   * Counts one request from `client` until `completed` settles; or, past a cap, returns the
+   * refusal and counts nothing. Without a `completed` promise (a handler called outside
+   * Deno.serve, as in benchmarks) nothing is counted.
+   */
+  enter(client: string, completed: Promise<void> | undefined): LimitRefusal | undefined {
+    if (!completed) return undefined;
+    const { maxConnections, maxConnectionsPerClient } = this.limits;
+    const mine = this.#perClient.get(client) ?? 0;
+    if (maxConnections > 0 && this.#total >= maxConnections) {
+      return refusal(`lb is at its limit of ${maxConnections} requests in flight`);
+    }
+    if (maxConnectionsPerClient > 0 && mine >= maxConnectionsPerClient) {
+      return refusal(
+        `too many requests in flight from ${client} (limit ${maxConnectionsPerClient})`,
+      );
+    }
+    this.#total++;
+    this.#perClient.set(client, mine + 1);
+    const leave = () => {
+      this.#total--;
+      const n = (this.#perClient.get(client) ?? 1) - 1;
+      if (n <= 0) this.#perClient.delete(client);
+      else this.#perClient.set(client, n);
+    };
+    completed.then(leave, leave);
+    return undefined;
+  }
+}
+
+function refusal(message: string): LimitRefusal {
+  return {
+    status: 503,
+    code: "overloaded",
+    message,
+    headers: { "retry-after": "1", connection: "close" },
+  };
+}
