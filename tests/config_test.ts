@@ -86,3 +86,10 @@ Deno.test("command-line overrides win over the file and are validated like it", 
   assert.deepEqual(o.health.expectStatus, c.health.expectStatus);
   assert.throws(() => applyOverrides(c, { strategy: "nope" }), /strategy: must be one of/);
 });
+
+Deno.test("lb.yaml documents the real defaults: apart from backend names it equals an empty config", () => {
+  const documented = parseConfig(DEFAULT_CONFIG_YAML);
+  const empty = parseConfig("");
+  assert.deepEqual({ ...documented, backends: [] }, { ...empty, backends: [] });
+  assert.deepEqual(documented.backends.map((b) => b.url), empty.backends.map((b) => b.url));
+});
