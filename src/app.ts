@@ -3,7 +3,6 @@
  * strategy picks, retrying failed tries on other servers within the retry budget.
  */
 import { Hono } from "hono";
-import type http from "node:http";
 import type { Balancer } from "./balancer.ts";
 import { BodySource } from "./body.ts";
 import { cidrMatcher } from "./cidr.ts";
@@ -13,7 +12,7 @@ import { createGuard } from "./guard.ts";
 import { downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { Logger, RequestRecord } from "./log.ts";
 import { maybeEject } from "./outlier.ts";
-import { responseStream, type TryFailure, tryOnce, type UpstreamOptions } from "./proxy.ts";
+import type { TryFailure, Upstream } from "./proxy.ts";
 import { backoffMs, mayRetry, RetryBudget, sleep } from "./retry.ts";
 import { isAvailable, type Server } from "./state.ts";
 import type { PickContext } from "./strategies/mod.ts";
@@ -21,7 +20,7 @@ import type { PickContext } from "./strategies/mod.ts";
 export interface TrafficDeps {
   config: Config;
   balancer: Balancer;
-  agent: http.Agent;
+  upstream: Upstream;
   logger: Logger;
   /** Called once per request when it is over (metrics, events). */
   onRequest?: (rec: RequestRecord) => void;
@@ -61,17 +60,11 @@ export function targetOf(url: string): string {
 export function createProxyHandler(
   deps: TrafficDeps,
 ): (req: Request, info: ConnInfo) => Promise<Response> {
-  const { config, balancer, agent, logger } = deps;
+  const { config, balancer, upstream, logger } = deps;
   const pool = balancer.pool;
   const random = deps.random ?? Math.random;
   const isTrusted = cidrMatcher(config.trustedProxies);
   const budget = new RetryBudget(config.retry.budgetPercent, config.retry.minConcurrent);
-  const upstream: UpstreamOptions = {
-    connectTimeout: config.timeouts.connect,
-    headerTimeout: config.timeouts.header,
-    idleTimeout: config.timeouts.idle,
-    poolIdleTimeout: config.timeouts.upstreamIdle,
-  };
   const hashKey = config.hash.key;
   const retryOn = new Set(config.retry.on);
   const guard = createGuard(config.limits);
@@ -200,16 +193,12 @@ export function createProxyHandler(
         (tried ??= new Set()).add(server);
         rec.tries = attempt;
         rec.backend = server.id;
-        const opts = deadline === Infinity ? upstream : {
-          ...upstream,
-          headerTimeout: Math.max(
-            1,
-            Math.min(upstream.headerTimeout, deadline - performance.now()),
-          ),
-        };
+        const headerTimeout = deadline === Infinity
+          ? config.timeouts.header
+          : Math.max(1, Math.min(config.timeouts.header, deadline - performance.now()));
         pool.beginRequest(server);
         const t0 = performance.now();
-        const r = await tryOnce(agent, server, method, path, headers, body, opts, signal);
+        const r = await upstream.try(server, method, path, headers, body, signal, headerTimeout);
         if (budgeted) budget.release();
 
         if (r.ok) {
@@ -240,7 +229,7 @@ export function createProxyHandler(
             return new Response(null, { status, headers: resHeaders });
           }
           const srv = server;
-          const stream = responseStream(r.res, (complete, bytes, why) => {
+          const stream = upstream.stream(r.res, (complete, bytes, why) => {
             // A client that leaves mid-response is not the server's fault.
             const serverFault = !complete && why !== "client went away";
             pool.endRequest(srv, !serverFault && !bad5xx, ttfb, Date.now());

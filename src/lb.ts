@@ -2,7 +2,6 @@
  * One running lb: the server pool, the strategy, the traffic and admin listeners, the
  * health loop. `serve` builds it; tests build several side by side (no global state).
  */
-import type http from "node:http";
 import denoJson from "../deno.json" with { type: "json" };
 import { type AdminApp, createAdminApp } from "./admin/app.ts";
 import { assertAdminSafe, resolveAdminToken } from "./admin/auth.ts";
@@ -14,7 +13,7 @@ import { Balancer } from "./balancer.ts";
 import type { Config } from "./config.ts";
 import { startHealthChecks } from "./health.ts";
 import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./log.ts";
-import { createUpstreamAgent } from "./proxy.ts";
+import { Upstream } from "./proxy.ts";
 import { type ConfigLoader, createReloader, type ReloadResult } from "./reload.ts";
 import { ServerPool } from "./state.ts";
 
@@ -108,7 +107,7 @@ export function startLb(opts: LbOptions): Lb {
   const metrics = createMetrics({ pool, balancer, version: denoJson.version });
   const control = new Control({ pool, balancer, config: baseConfig, logger, stateFile, metrics });
   const reloader = createReloader({ control, metrics });
-  const agent: http.Agent = createUpstreamAgent({
+  const upstream = new Upstream({
     connectTimeout: config.timeouts.connect,
     headerTimeout: config.timeouts.header,
     idleTimeout: config.timeouts.idle,
@@ -128,7 +127,7 @@ export function startLb(opts: LbOptions): Lb {
   const traffic = createTrafficApp({
     config,
     balancer,
-    agent,
+    upstream,
     logger,
     random: opts.random,
     onRequest: opts.onRequest
@@ -169,7 +168,7 @@ export function startLb(opts: LbOptions): Lb {
     } catch (e) {
       admin.close();
       trafficServer.shutdown();
-      agent.destroy();
+      upstream.close();
       throw e;
     }
   }
@@ -202,7 +201,7 @@ export function startLb(opts: LbOptions): Lb {
         await health.stop();
         unsubscribe();
         balancer.close();
-        agent.destroy();
+        upstream.close();
         return inTime;
       })();
     },
