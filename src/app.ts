@@ -28,7 +28,7 @@ export interface TrafficDeps {
 }
 
 /** Deno.serve's handler info, as Hono hands it to us in `c.env`. */
-type ConnInfo = { remoteAddr: Deno.NetAddr; completed?: Promise<void> };
+type ConnInfo = { remoteAddr: Deno.NetAddr };
 
 /** lb's own error answers: JSON with a stable shape. */
 export function errorResponse(
@@ -92,7 +92,7 @@ export function createProxyHandler(
     const method = req.method;
     const path = targetOf(req.url);
     const rec: RequestRecord = {
-      time: new Date().toISOString(),
+      time: Date.now(),
       requestId,
       client: clientIp,
       method,
@@ -103,7 +103,12 @@ export function createProxyHandler(
       bytesIn: 0,
       bytesOut: 0,
     };
+    let counted = false;
     const done = (status: number, error?: string) => {
+      if (counted) {
+        counted = false;
+        limiter.leave(clientIp);
+      }
       rec.status = status;
       rec.durationMs = performance.now() - started;
       if (error) rec.error = error;
@@ -119,9 +124,10 @@ export function createProxyHandler(
       proto: "http",
     });
     // Hostile-input checks (guard.ts; amends `headers` in place) and concurrency caps.
-    const refused = guard(req, info.remoteAddr, headers) ??
-      limiter.enter(clientIp, info.completed);
-    if (refused) {
+    // The limiter counts a request until done() runs, when its response has ended.
+    const refused = guard(req, info.remoteAddr, headers) ?? limiter.enter(clientIp);
+    if (!refused) counted = true;
+    else {
       rec.status = refused.status;
       rec.error = refused.message;
       rec.durationMs = performance.now() - started;
@@ -312,6 +318,13 @@ export function createProxyHandler(
         msg,
         requestId,
       );
+    } catch (e) {
+      // A bug, not a request outcome: still count the request out before Hono answers 500.
+      if (counted) {
+        counted = false;
+        limiter.leave(clientIp);
+      }
+      throw e;
     } finally {
       budget.active--;
     }

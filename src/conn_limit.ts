@@ -59,8 +59,8 @@ export class ConcurrencyLimiter {
    * refusal and counts nothing. Without a `completed` promise (a handler called outside
    * Deno.serve, as in benchmarks) nothing is counted.
    */
-  enter(client: string, completed: Promise<void> | undefined): LimitRefusal | undefined {
-    if (!completed) return undefined;
+  /** Counts a request in, or refuses it; every request let in must `leave` exactly once. */
+  enter(client: string): LimitRefusal | undefined {
     const { maxConnections, maxConnectionsPerClient } = this.limits;
     const mine = this.#perClient.get(client) ?? 0;
     if (maxConnections > 0 && this.#total >= maxConnections) {
@@ -73,14 +73,15 @@ export class ConcurrencyLimiter {
     }
     this.#total++;
     this.#perClient.set(client, mine + 1);
-    const leave = () => {
-      this.#total--;
-      const n = (this.#perClient.get(client) ?? 1) - 1;
-      if (n <= 0) this.#perClient.delete(client);
-      else this.#perClient.set(client, n);
-    };
-    completed.then(leave, leave);
     return undefined;
+  }
+
+  /** Counts a request out (the handler calls it when the response has ended). */
+  leave(client: string): void {
+    this.#total--;
+    const n = (this.#perClient.get(client) ?? 1) - 1;
+    if (n <= 0) this.#perClient.delete(client);
+    else this.#perClient.set(client, n);
   }
 }
 

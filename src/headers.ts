@@ -89,9 +89,11 @@ export function upstreamRequestHeaders(h: Headers, info: ForwardInfo): OutgoingH
 
 /**
  * The backend's response headers for the client, from node's rawHeaders ([name, value, …]):
- * hop-by-hop fields removed, repeated fields (Set-Cookie) kept repeated, Via and X-Request-Id added.
+ * hop-by-hop fields removed, repeated fields (Set-Cookie) kept repeated, Via and X-Request-Id
+ * added. Returned as [name, value] pairs, which `new Response` takes for less than half the
+ * cost of appending to a Headers object.
  */
-export function downstreamResponseHeaders(raw: string[], requestId: string): Headers {
+export function downstreamResponseHeaders(raw: string[], requestId: string): [string, string][] {
   let extra: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 10 && raw[i].toLowerCase() === "connection") {
@@ -99,19 +101,21 @@ export function downstreamResponseHeaders(raw: string[], requestId: string): Hea
       if (t) { for (const n of t) (extra ??= new Set()).add(n); }
     }
   }
-  const out = new Headers();
+  const out: [string, string][] = [];
   let hasVia = false;
+  let hasId = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
     if (HOP_BY_HOP.has(name) || (extra !== undefined && extra.has(name))) continue;
     if (name === "via") {
       hasVia = true;
-      out.append(name, `${raw[i + 1]}, ${VIA}`);
+      out.push([name, `${raw[i + 1]}, ${VIA}`]);
       continue;
     }
-    out.append(name, raw[i + 1]);
+    if (name === "x-request-id") hasId = true;
+    out.push([name, raw[i + 1]]);
   }
-  if (!hasVia) out.set("via", VIA);
-  if (!out.has("x-request-id")) out.set("x-request-id", requestId);
+  if (!hasVia) out.push(["via", VIA]);
+  if (!hasId) out.push(["x-request-id", requestId]);
   return out;
 }

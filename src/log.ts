@@ -6,7 +6,8 @@
 
 /** What lb records about one request once it is over. */
 export interface RequestRecord {
-  time: string;
+  /** When the request arrived (epoch ms); logs print it as an ISO 8601 time. */
+  time: number;
   requestId: string;
   client: string;
   method: string;
@@ -75,11 +76,11 @@ export function createLogger(opts: LoggerOptions): Logger {
     access(rec) {
       if (!opts.access) return;
       if (json) {
-        write(JSON.stringify({ type: "access", ...rec }));
+        write(JSON.stringify({ type: "access", ...rec, time: new Date(rec.time).toISOString() }));
       } else {
         const c = statusColour(rec.status);
         write(
-          `${rec.time} ${c}${rec.status}\x1b[0m ${rec.method} ${rec.path} → ${
+          `${new Date(rec.time).toISOString()} ${c}${rec.status}\x1b[0m ${rec.method} ${rec.path} → ${
             rec.backend ?? "-"
           } ` +
             `${
