@@ -31,6 +31,8 @@ export interface LbOptions {
    * when there is no configSource.
    */
   stateFile?: string | false;
+  /** Share the traffic port with other lb processes (SO_REUSEPORT; `lb serve --workers`). */
+  reusePort?: boolean;
 }
 
 export interface Lb {
@@ -66,6 +68,7 @@ function listen(
   port: number,
   handler: Deno.ServeHandler<Deno.NetAddr>,
   logger: Logger,
+  reusePort = false,
 ): Deno.HttpServer<Deno.NetAddr> {
   // Deno's default onError prints a stack trace, e.g. for every response body that fails
   // because a backend died mid-body (already in the access log): one line is enough.
@@ -74,7 +77,7 @@ function listen(
     return new Response("internal error\n", { status: 500 });
   };
   try {
-    return Deno.serve({ hostname: host, port, onListen() {}, onError }, handler);
+    return Deno.serve({ hostname: host, port, reusePort, onListen() {}, onError }, handler);
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
       throw new Error(
@@ -103,7 +106,10 @@ export function startLb(opts: LbOptions): Lb {
   const pool = new ServerPool(config.backends, {});
   for (const s of pool.servers) s.healthy = config.health.assumeHealthy || !config.health.enabled;
   for (const [id, st] of saved.adminStates) pool.setAdminState(pool.get(id)!, st, "state file");
-  const balancer = new Balancer(pool, config.strategy, { hash: config.hash, latencyTau: pool.latencyTau });
+  const balancer = new Balancer(pool, config.strategy, {
+    hash: config.hash,
+    latencyTau: pool.latencyTau,
+  });
   const metrics = createMetrics({ pool, balancer, version: denoJson.version });
   const control = new Control({ pool, balancer, config: baseConfig, logger, stateFile, metrics });
   const reloader = createReloader({ control, metrics });
@@ -143,6 +149,7 @@ export function startLb(opts: LbOptions): Lb {
     config.listen.port,
     traffic.fetch,
     logger,
+    opts.reusePort,
   );
   let adminServer: Deno.HttpServer<Deno.NetAddr> | undefined;
   let admin: AdminApp | undefined;

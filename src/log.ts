@@ -80,9 +80,9 @@ export function createLogger(opts: LoggerOptions): Logger {
       } else {
         const c = statusColour(rec.status);
         write(
-          `${new Date(rec.time).toISOString()} ${c}${rec.status}\x1b[0m ${rec.method} ${rec.path} → ${
-            rec.backend ?? "-"
-          } ` +
+          `${
+            new Date(rec.time).toISOString()
+          } ${c}${rec.status}\x1b[0m ${rec.method} ${rec.path} → ${rec.backend ?? "-"} ` +
             `${
               rec.durationMs.toFixed(1)
             }ms tries=${rec.tries} in=${rec.bytesIn} out=${rec.bytesOut} ` +

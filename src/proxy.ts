@@ -128,7 +128,11 @@ class Watchdog {
     if (pool) this.#timer = pool.acquire(fire);
     else {
       // An unusual delay (a request's remaining overall deadline): a plain one-off timer.
-      const t: PooledTimer = { handle: setTimeout(() => t.fire?.(), ms) as NodeTimeout, fire, pool: null };
+      const t: PooledTimer = {
+        handle: setTimeout(() => t.fire?.(), ms) as NodeTimeout,
+        fire,
+        pool: null,
+      };
       this.#timer = t;
     }
   }
@@ -173,7 +177,9 @@ export class Upstream {
   constructor(readonly opts: UpstreamOptions) {
     this.agent = new http.Agent({ keepAlive: true, scheduling: "lifo" });
     this.#pools = new Map(
-      [opts.connectTimeout, opts.headerTimeout, opts.idleTimeout].map((ms) => [ms, new TimerPool(ms)]),
+      [opts.connectTimeout, opts.headerTimeout, opts.idleTimeout].map((
+        ms,
+      ) => [ms, new TimerPool(ms)]),
     );
     // Idle pooled connections are closed after poolIdleTimeout, which must stay below the
     // backends' own keep-alive timeout (else: random stale-connection errors).
@@ -191,8 +197,9 @@ export class Upstream {
     let left = 0;
     for (const list of Object.values(this.agent.freeSockets)) {
       for (const sock of list ?? []) {
-        if (now - ((sock as IdleSocket)[IDLE_SINCE] ?? now) >= this.opts.poolIdleTimeout) sock.destroy();
-        else left++;
+        if (now - ((sock as IdleSocket)[IDLE_SINCE] ?? now) >= this.opts.poolIdleTimeout) {
+          sock.destroy();
+        } else left++;
       }
     }
     if (left === 0) {
@@ -242,9 +249,10 @@ export class Upstream {
       const started = performance.now();
       const watchdog = new Watchdog(this.#timers);
       const expired = () =>
-        connected
-          ? fail("timeout", `no response headers within ${headerTimeout}ms`)
-          : fail("connect", `no connection to ${server.url} within ${Math.round(performance.now() - started)}ms`);
+        connected ? fail("timeout", `no response headers within ${headerTimeout}ms`) : fail(
+          "connect",
+          `no connection to ${server.url} within ${Math.round(performance.now() - started)}ms`,
+        );
       const finish = (r: TryResult) => {
         if (settled) return;
         settled = true;
@@ -253,7 +261,8 @@ export class Upstream {
         if (!r.ok) creq.destroy();
         resolve(r);
       };
-      const fail = (failure: TryFailure, message: string) => finish({ ok: false, failure, message });
+      const fail = (failure: TryFailure, message: string) =>
+        finish({ ok: false, failure, message });
       const onAbort = () => fail("client", "client went away");
       signal.addEventListener("abort", onAbort);
       watchdog.arm(headerTimeout, expired);
@@ -277,7 +286,9 @@ export class Upstream {
           if (body) {
             pump(body, creq).catch((e) => {
               if (e instanceof BodyTooLargeError) fail("too-large", e.message);
-              else if (e instanceof ClientBodyError) fail(e.malformed ? "bad-request" : "client", e.message);
+              else if (e instanceof ClientBodyError) {
+                fail(e.malformed ? "bad-request" : "client", e.message);
+              }
               // Write errors surface as creq "error" events.
             });
           }
@@ -343,7 +354,10 @@ export class Upstream {
           c.enqueue(chunk);
           if (c.desiredSize !== null && c.desiredSize <= 0) res.pause();
         });
-        res.on("end", () => end(res.complete, res.complete ? undefined : "upstream closed mid-body"));
+        res.on(
+          "end",
+          () => end(res.complete, res.complete ? undefined : "upstream closed mid-body"),
+        );
         res.on("error", () => end(false, "upstream closed mid-body"));
         res.on("close", () => {
           if (!res.complete) end(false, "upstream closed mid-body");

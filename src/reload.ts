@@ -160,6 +160,13 @@ function apply(
         changes.push(`${id} maxConnections ${s.maxConnections} → ${b.maxConnections}`);
         pool.setMaxConnections(s, b.maxConnections);
       }
+      // Admin states kept in the state file (e.g. set through another worker's admin API).
+      const want = applied.adminStates.get(id) ?? "enabled";
+      const have = !s.enabled ? "disabled" : s.draining ? "draining" : "enabled";
+      if (want !== have && !control.isRemoving(s)) {
+        pool.setAdminState(s, want, "state file");
+        changes.push(`${id} ${have} → ${want}`);
+      }
       continue;
     }
     // The id or the url is still held by a server on its way out: let it go now. Its

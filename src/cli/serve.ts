@@ -5,10 +5,11 @@ import {
   type ConfigOverrides,
   loadConfig,
 } from "../config.ts";
-import { startLb } from "../lb.ts";
+import { type Lb, startLb } from "../lb.ts";
 import { createLogger, resolveFormat } from "../log.ts";
 import { watchConfigFile } from "../reload.ts";
 import { type Command, intFlag, noPositionals, parseFlags, UsageError } from "./_args.ts";
+import { startWorkers, workerArgs, type Workers } from "./workers.ts";
 
 const USAGE = `Usage: lb serve [flags]
 
@@ -25,6 +26,9 @@ Flags (override the config file):
   --admin-port N        admin listen port (default 8001; 0 = any free port)
   --log-format F        json or text (default: text on a terminal, json otherwise)
   --watch               reload when the config file changes (SIGHUP always reloads)
+  --workers N           run N lb processes sharing the traffic port (Linux, SO_REUSEPORT;
+                        default 1). The first owns the admin listener and the state file;
+                        the others follow it. Each keeps its own health and load state.
   -h, --help            show this help
 
 Reload (SIGHUP or --watch) applies added, removed (drained first) and re-weighted
@@ -38,7 +42,13 @@ Example:
 export function parseServeFlags(
   args: string[],
   command = "serve",
-): { configPath?: string; overrides: ConfigOverrides; watch: boolean } {
+): {
+  configPath?: string;
+  overrides: ConfigOverrides;
+  watch: boolean;
+  workers: number;
+  worker?: number;
+} {
   const { values, positionals } = parseFlags(args, {
     config: { type: "string" },
     strategy: { type: "string" },
@@ -48,6 +58,9 @@ export function parseServeFlags(
     "admin-port": { type: "string" },
     "log-format": { type: "string" },
     watch: { type: "boolean" },
+    workers: { type: "string" },
+    // Internal: set by the --workers parent on the processes it starts.
+    worker: { type: "string" },
   }, command);
   noPositionals(positionals, command);
   const logFormat = values["log-format"];
@@ -65,9 +78,15 @@ export function parseServeFlags(
       );
     }
   }
+  const workers = intFlag(values.workers, "--workers", command, 1, 64) ?? 1;
+  if (workers > 1 && Deno.build.os !== "linux") {
+    throw new UsageError("--workers needs Linux (SO_REUSEPORT spreads connections there)", command);
+  }
   return {
     configPath: values.config,
     watch: values.watch ?? false,
+    workers,
+    worker: intFlag(values.worker, "--worker", command, 1, 64),
     overrides: {
       strategy: values.strategy,
       host: values.host,
@@ -102,6 +121,16 @@ export interface RunOptions {
   watch?: string;
   /** `false`: keep API changes in memory only (the demo); default: the state file. */
   stateFile?: false;
+  /** Share the traffic port with other lb processes (`--workers`). */
+  reusePort?: boolean;
+  /** Runs once lb listens (the `--workers` parent starts its children here). */
+  onStarted?: (lb: Lb) => void;
+  /** Runs on SIGHUP besides the reload (the parent forwards it to its workers). */
+  onHup?: () => void;
+  /** Stops the workers after this process has stopped accepting. */
+  onShutdown?: (signal: Deno.Signal) => Promise<void>;
+  /** Also reload when the state file changes (a worker follows its parent's API changes). */
+  watchStateFile?: boolean;
 }
 
 /**
@@ -117,7 +146,13 @@ export async function runLbUntilSignal(
     format: resolveFormat(config.log.format),
     access: config.log.access,
   });
-  const lb = startLb({ config, configSource: source, logger, stateFile: run.stateFile });
+  const lb = startLb({
+    config,
+    configSource: source,
+    logger,
+    stateFile: run.stateFile,
+    reusePort: run.reusePort,
+  });
   logger.event(
     "listen",
     `lb traffic listening on ${lb.url} (${config.strategy}, ${lb.pool.servers.length} backends, config: ${source})`,
@@ -132,13 +167,22 @@ export async function runLbUntilSignal(
       url: lb.adminUrl,
     });
   }
+  run.onStarted?.(lb);
   const reload = run.reload;
-  const onHup = reload ? () => void lb.reload(reload, "SIGHUP") : undefined;
+  const onHup = reload || run.onHup
+    ? () => {
+      run.onHup?.();
+      if (reload) void lb.reload(reload, "SIGHUP");
+    }
+    : undefined;
   if (onHup) Deno.addSignalListener("SIGHUP", onHup);
   const watcher = reload && run.watch
     ? watchConfigFile(run.watch, () => void lb.reload(reload, `${run.watch} changed`))
     : undefined;
   if (watcher) logger.event("watch", `reloading when ${run.watch} changes`, { file: run.watch });
+  const stateWatcher = reload && run.watchStateFile && lb.stateFile
+    ? watchConfigFile(lb.stateFile, () => void lb.reload(reload, "the state file changed"))
+    : undefined;
   const signal = await new Promise<Deno.Signal>((resolve) => {
     const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
       const h = () => {
@@ -151,11 +195,14 @@ export async function runLbUntilSignal(
   });
   if (onHup) Deno.removeSignalListener("SIGHUP", onHup);
   watcher?.close();
+  stateWatcher?.close();
   logger.event(
     "shutdown",
     `${signal}: finishing in-flight requests (up to ${config.shutdownTimeout}ms)`,
   );
-  const inTime = await lb.shutdown();
+  const stopping = lb.shutdown();
+  await run.onShutdown?.(signal);
+  const inTime = await stopping;
   logger.event(
     "shutdown",
     inTime ? "stopped" : "stopped; some requests were cut at the shutdown timeout",
@@ -168,8 +215,10 @@ export const serveCommand: Command = {
   summary: "run the load balancer",
   usage: USAGE,
   async run(args) {
-    const { configPath, overrides, watch } = parseServeFlags(args);
-    const { config, source } = await resolveConfig(configPath, overrides, "serve");
+    const { configPath, overrides, watch, workers, worker } = parseServeFlags(args);
+    const resolved = await resolveConfig(configPath, overrides, "serve");
+    const { source } = resolved;
+    let config = resolved.config;
     const fromFile = source !== "built-in defaults";
     if (watch && !fromFile) {
       throw new UsageError(
@@ -180,9 +229,28 @@ export const serveCommand: Command = {
     // Reloads read the file lb started from, so a vanished lb.yaml is an error, not a silent
     // return to the built-in defaults.
     const path = configPath ?? (fromFile ? source : undefined);
+    const reload = async () => (await resolveConfig(path, overrides, "serve")).config;
+    if (worker !== undefined) {
+      // A worker: no admin listener (the parent has it); follow the parent's state file.
+      config = { ...config, admin: { ...config.admin, enabled: false } };
+      return await runLbUntilSignal(config, source, {
+        reload: async () => ({ ...(await reload()), admin: { ...config.admin } }),
+        reusePort: true,
+        watchStateFile: true,
+      });
+    }
+    let children: Workers | undefined;
     return await runLbUntilSignal(config, source, {
-      reload: async () => (await resolveConfig(path, overrides, "serve")).config,
+      reload,
       watch: watch ? source : undefined,
+      reusePort: workers > 1,
+      onStarted: (lb) => {
+        if (workers > 1) {
+          children = startWorkers(workers - 1, workerArgs(args), Number(new URL(lb.url).port));
+        }
+      },
+      onHup: () => children?.signal("SIGHUP"),
+      onShutdown: async (sig) => await children?.stop(sig),
     });
   },
 };
