@@ -67,7 +67,10 @@ export class BodySource {
         this.#filling = undefined;
         const why = String((e as Error)?.message ?? e);
         // Deno reports bad chunked framing in the middle of a body as "invalid HTTP/1 request".
-        this.#failure ??= new ClientBodyError(`client body failed: ${why}`, /invalid|malformed/i.test(why));
+        this.#failure ??= new ClientBodyError(
+          `client body failed: ${why}`,
+          /invalid|malformed/i.test(why),
+        );
         throw this.#failure;
       },
     );

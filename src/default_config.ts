@@ -1,5 +1,6 @@
 /** The embedded default config: identical to the repository's lb.yaml (a test checks). */
-export const DEFAULT_CONFIG_YAML = `# lb.yaml: the configuration of lb. Every key is optional; the values below are the
+export const DEFAULT_CONFIG_YAML =
+  `# lb.yaml: the configuration of lb. Every key is optional; the values below are the
 # defaults, except backends (the three demo servers). Durations: 250ms, 2s, 1m.
 # Sizes: 64KiB, 1MiB. Unknown keys are errors. Check a file with: lb check --config FILE
 

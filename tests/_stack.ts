@@ -30,9 +30,14 @@ export async function startStack(
   backendOpts: { latencyMs?: number; failRate?: number } = {},
 ): Promise<Stack> {
   const backends: DemoBackend[] = [];
-  for (let i = 1; i <= count; i++) backends.push(await startDemoBackend({ port: 0, index: i, ...backendOpts }));
+  for (let i = 1; i <= count; i++) {
+    backends.push(await startDemoBackend({ port: 0, index: i, ...backendOpts }));
+  }
   const records: RequestRecord[] = [];
-  const lb = startLb({ config: testConfig(backends.map((b) => b.url), extra), onRequest: (r) => records.push(r) });
+  const lb = startLb({
+    config: testConfig(backends.map((b) => b.url), extra),
+    onRequest: (r) => records.push(r),
+  });
   return {
     lb,
     backends,
@@ -45,7 +50,11 @@ export async function startStack(
 }
 
 /** Polls `fn` until it returns a truthy value or the deadline passes (then throws). */
-export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 5000): Promise<T> {
+export async function until<T>(
+  fn: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 5000,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();

@@ -403,7 +403,10 @@ Deno.test("the traffic port does not serve the admin API: /api goes to a backend
 Deno.test("PUT /api/strategy switches to consistent hashing on a header, live", async () => {
   const s = await startAdmin(3);
   try {
-    const put = await call(s.admin, "PUT", "/api/strategy", { name: "consistent-hash", key: "header:x-user" });
+    const put = await call(s.admin, "PUT", "/api/strategy", {
+      name: "consistent-hash",
+      key: "header:x-user",
+    });
     assert.equal(put.status, 200);
     const backendFor = async (user: string) => {
       const res = await fetch(`${s.lb.url}/who`, { headers: { "x-user": user } });

@@ -17,10 +17,24 @@ async function withBackend(
   }
 }
 
+/** The JSON fields the demo backends answer with; each route fills some of them. */
+interface Answer {
+  backend?: string;
+  port?: number;
+  method?: string;
+  path?: string;
+  headers?: Record<string, string>;
+  error?: string;
+  status?: string;
+  latencyMs?: number;
+  failRate?: number;
+  healthy?: boolean;
+}
+
 async function getJson(
   url: string,
   init?: RequestInit,
-): Promise<{ status: number; headers: Headers; body: any }> {
+): Promise<{ status: number; headers: Headers; body: Answer }> {
   const res = await fetch(url, init);
   return { status: res.status, headers: res.headers, body: await res.json() };
 }
@@ -55,7 +69,7 @@ Deno.test("a demo backend answers any request with JSON naming itself and an x-b
     assert.equal(body.port, b.port);
     assert.equal(body.method, "PUT");
     assert.equal(body.path, "/hello");
-    assert.equal(body.headers["x-test"], "yes");
+    assert.equal(body.headers?.["x-test"], "yes");
     assert.equal(b.url, `http://127.0.0.1:${b.port}`);
   });
 });
@@ -133,7 +147,7 @@ Deno.test("POST /_demo rejects bad JSON, wrong types, out-of-range values and un
       const res = await getJson(`${b.url}/_demo`, { method: "POST", body });
       assert.equal(res.status, 400, body);
       assert.equal(typeof res.body.error, "string", body);
-      assert.ok(res.body.error.length > 10, body);
+      assert.ok((res.body.error?.length ?? 0) > 10, body);
     }
     assert.deepEqual(b.settings, { latencyMs: 5, failRate: 0.25, healthy: true });
     assert.deepEqual((await getJson(`${b.url}/_demo`)).body, {
@@ -190,7 +204,7 @@ Deno.test("GET /stream?bytes=N returns N bytes in chunks, and rejects a bad size
     assert.equal((await (await fetch(`${b.url}/stream?bytes=0`)).arrayBuffer()).byteLength, 0);
     const bad = await getJson(`${b.url}/stream?bytes=-5`);
     assert.equal(bad.status, 400);
-    assert.match(bad.body.error, /bytes/);
+    assert.match(bad.body.error ?? "", /bytes/);
   });
 });
 

@@ -13,19 +13,25 @@ function rawBackend(handler: (req: Request) => Response | Promise<Response>) {
 
 /** GET through node:http, so the test sees raw bytes (fetch would decompress). */
 function rawGet(url: string, headers: Record<string, string> = {}) {
-  return new Promise<{ status: number; rawHeaders: string[]; body: Uint8Array }>((resolve, reject) => {
-    const agent = new http.Agent({ keepAlive: false });
-    const req = http.get(url, { headers, agent }, (res) => {
-      const chunks: Uint8Array[] = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => {
-        agent.destroy();
-        resolve({ status: res.statusCode!, rawHeaders: res.rawHeaders, body: new Uint8Array(Buffer.concat(chunks)) });
+  return new Promise<{ status: number; rawHeaders: string[]; body: Uint8Array }>(
+    (resolve, reject) => {
+      const agent = new http.Agent({ keepAlive: false });
+      const req = http.get(url, { headers, agent }, (res) => {
+        const chunks: Uint8Array[] = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => {
+          agent.destroy();
+          resolve({
+            status: res.statusCode!,
+            rawHeaders: res.rawHeaders,
+            body: new Uint8Array(Buffer.concat(chunks)),
+          });
+        });
+        res.on("error", reject);
       });
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-  });
+      req.on("error", reject);
+    },
+  );
 }
 
 /** Sends raw bytes and reads until the server closes or `done` says the answer is complete. */
@@ -59,7 +65,9 @@ Deno.test("round-robin sends requests to backend-1, then 2, then 3, evenly", asy
       seen.push((await res.json()).backend);
     }
     assert.deepEqual(seen.slice(0, 3), ["backend-1", "backend-2", "backend-3"]);
-    for (const b of ["backend-1", "backend-2", "backend-3"]) assert.equal(seen.filter((x) => x === b).length, 10);
+    for (const b of ["backend-1", "backend-2", "backend-3"]) {
+      assert.equal(seen.filter((x) => x === b).length, 10);
+    }
   } finally {
     await s.close();
   }
@@ -155,7 +163,9 @@ Deno.test("gzip responses arrive byte-identical with Content-Encoding and length
   let acceptEncoding: string | null = null;
   const b = rawBackend((req) => {
     acceptEncoding = req.headers.get("accept-encoding");
-    return new Response(gz, { headers: { "content-encoding": "gzip", "content-type": "text/plain" } });
+    return new Response(gz, {
+      headers: { "content-encoding": "gzip", "content-type": "text/plain" },
+    });
   });
   const lb = startLb({ config: testConfig([b.url]) });
   try {
@@ -163,7 +173,9 @@ Deno.test("gzip responses arrive byte-identical with Content-Encoding and length
     assert.equal(r.status, 200);
     assert.deepEqual(r.body, new Uint8Array(gz));
     const headers = new Map<string, string>();
-    for (let i = 0; i < r.rawHeaders.length; i += 2) headers.set(r.rawHeaders[i].toLowerCase(), r.rawHeaders[i + 1]);
+    for (let i = 0; i < r.rawHeaders.length; i += 2) {
+      headers.set(r.rawHeaders[i].toLowerCase(), r.rawHeaders[i + 1]);
+    }
     assert.equal(headers.get("content-encoding"), "gzip");
     assert.equal(headers.get("content-length"), String(gz.byteLength));
     assert.equal(acceptEncoding, "gzip, br;q=0.5");
@@ -181,7 +193,12 @@ Deno.test("hop-by-hop headers are removed in both directions", async () => {
   const b = rawBackend((req) => {
     seen = req.headers;
     return new Response("ok", {
-      headers: { connection: "x-resp-hop", "x-resp-hop": "secret", "keep-alive": "timeout=5", "x-kept": "1" },
+      headers: {
+        connection: "x-resp-hop",
+        "x-resp-hop": "secret",
+        "keep-alive": "timeout=5",
+        "x-kept": "1",
+      },
     });
   });
   const lb = startLb({ config: testConfig([b.url]) });
@@ -195,7 +212,9 @@ Deno.test("hop-by-hop headers are removed in both directions", async () => {
     );
     assert.match(out, /^HTTP\/1\.1 200/);
     assert.ok(seen);
-    for (const h of ["x-hop", "keep-alive", "te", "proxy-authorization", "proxy-connection", "upgrade"]) {
+    for (
+      const h of ["x-hop", "keep-alive", "te", "proxy-authorization", "proxy-connection", "upgrade"]
+    ) {
       assert.equal(seen.get(h), null, `${h} must not reach the backend`);
     }
     assert.equal(seen.get("x-end-to-end"), "1");
@@ -212,9 +231,15 @@ Deno.test("hop-by-hop headers are removed in both directions", async () => {
 Deno.test("X-Forwarded-*, Via and X-Request-Id are set; a client's request id is kept and returned", async () => {
   const s = await startStack(1);
   try {
-    const res = await fetch(`${s.lb.url}/id`, { headers: { "x-forwarded-for": "6.6.6.6", via: "1.0 client-proxy" } });
+    const res = await fetch(`${s.lb.url}/id`, {
+      headers: { "x-forwarded-for": "6.6.6.6", via: "1.0 client-proxy" },
+    });
     const j = await res.json();
-    assert.equal(j.headers["x-forwarded-for"], "127.0.0.1", "an untrusted client's XFF is replaced");
+    assert.equal(
+      j.headers["x-forwarded-for"],
+      "127.0.0.1",
+      "an untrusted client's XFF is replaced",
+    );
     assert.equal(j.headers["x-forwarded-proto"], "http");
     assert.equal(j.headers["via"], "1.0 client-proxy, 1.1 lb");
     assert.match(j.headers["x-request-id"], /^[0-9a-f-]{36}$/);
@@ -303,7 +328,10 @@ Deno.test("a server-sent event stream reaches the client event by event", async 
     }
     const lastAt = performance.now() - t0;
     assert.match(rest, /"n":4/);
-    assert.ok(lastAt - firstAt > 600, `first event at ${firstAt}ms, end at ${lastAt}ms: events were buffered`);
+    assert.ok(
+      lastAt - firstAt > 600,
+      `first event at ${firstAt}ms, end at ${lastAt}ms: events were buffered`,
+    );
   } finally {
     await s.close();
   }
@@ -366,7 +394,10 @@ Deno.test("a download is read from the backend only as fast as the client reads 
     const settled = produced;
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(produced, settled, "the backend kept producing while nobody read");
-    assert.ok(settled < 32 * 1024 * 1024, `lb read ${(settled / 1048576).toFixed(1)} MiB ahead of the client`);
+    assert.ok(
+      settled < 32 * 1024 * 1024,
+      `lb read ${(settled / 1048576).toFixed(1)} MiB ahead of the client`,
+    );
     await reader.cancel();
   } finally {
     await lb.shutdown(1000);
@@ -398,7 +429,10 @@ Deno.test("an upload is read from the client only as fast as the backend reads i
     const settled = produced;
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(produced, settled, "the client kept sending while nobody read");
-    assert.ok(settled < 32 * 1024 * 1024, `lb accepted ${(settled / 1048576).toFixed(1)} MiB the backend never read`);
+    assert.ok(
+      settled < 32 * 1024 * 1024,
+      `lb accepted ${(settled / 1048576).toFixed(1)} MiB the backend never read`,
+    );
     release();
     const r = await res;
     await r.body?.cancel();
@@ -446,7 +480,9 @@ Deno.test("a backend that dies mid-body aborts the client's response instead of 
     for await (const c of l) {
       const buf = new Uint8Array(4096);
       await c.read(buf);
-      await c.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial"));
+      await c.write(
+        new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial"),
+      );
       c.close();
     }
   })();
@@ -464,7 +500,13 @@ Deno.test("a backend that dies mid-body aborts the client's response instead of 
 
 Deno.test("each proxied request is recorded with backend, status, tries and bytes", async () => {
   const backend = await startDemoBackend({ port: 0, index: 7 });
-  const records: { backend?: string; status: number; tries: number; bytesOut: number; bytesIn: number }[] = [];
+  const records: {
+    backend?: string;
+    status: number;
+    tries: number;
+    bytesOut: number;
+    bytesIn: number;
+  }[] = [];
   const lb = startLb({ config: testConfig([backend.url]), onRequest: (r) => records.push(r) });
   try {
     const res = await fetch(`${lb.url}/echo`, { method: "POST", body: "12345" });

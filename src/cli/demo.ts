@@ -1,7 +1,14 @@
 import { startDemoBackends } from "../../backends/demo.ts";
 import { applyOverrides, parseConfig } from "../config.ts";
 import { DEFAULT_CONFIG_YAML } from "../default_config.ts";
-import { type Command, intFlag, noPositionals, numberListFlag, parseFlags, UsageError } from "./_args.ts";
+import {
+  type Command,
+  intFlag,
+  noPositionals,
+  numberListFlag,
+  parseFlags,
+  UsageError,
+} from "./_args.ts";
 import { runLbUntilSignal } from "./serve.ts";
 
 const USAGE = `Usage: lb demo [flags]
