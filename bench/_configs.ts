@@ -1,0 +1,107 @@
+/**
+ * Configs the benchmark generates for lb and its peers. The peers are set up to do the same
+ * job as lb: round-robin over the same three backends, keep-alive to the clients and to
+ * the upstreams, one worker/thread, no logs.
+ */
+
+export interface Upstream {
+  host: string;
+  port: number;
+}
+
+export interface LbConfigOptions {
+  port: number;
+  strategy: string;
+  backends: Upstream[];
+  accessLog: boolean;
+  /** For the memory runs: 1,000 connections from one address, and a 1 GiB body. */
+  generousLimits?: boolean;
+}
+
+/** lb.yaml for one lb target (JSON is YAML). Admin off; everything else lb's defaults. */
+export function lbConfig(o: LbConfigOptions): string {
+  const cfg: Record<string, unknown> = {
+    listen: { host: "127.0.0.1", port: o.port },
+    strategy: o.strategy,
+    backends: o.backends.map((b, i) => ({
+      url: `http://${b.host}:${b.port}`,
+      name: `backend-${i + 1}`,
+    })),
+    admin: { enabled: false },
+    log: { format: "json", access: o.accessLog },
+  };
+  if (o.generousLimits) {
+    cfg.limits = {
+      maxBodyBytes: "4GiB",
+      maxConnections: 100_000,
+      maxConnectionsPerClient: 100_000,
+    };
+  }
+  return JSON.stringify(cfg, null, 2) + "\n";
+}
+
+/**
+ * nginx: one worker, upstream keep-alive (`keepalive` needs HTTP/1.1 and an empty
+ * Connection header to take effect), no logs, every path in `dir`. `keepalive_requests`
+ * is raised on both sides because lb does not cap requests per connection; nginx's default
+ * of 1000 would make wrk reconnect every 1000 requests.
+ */
+export function nginxConfig(dir: string, port: number, backends: Upstream[]): string {
+  return `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log error;
+worker_rlimit_nofile 65535;
+events {
+  worker_connections 16384;
+}
+http {
+  access_log off;
+  client_body_temp_path ${dir}/nginx-client-body;
+  proxy_temp_path ${dir}/nginx-proxy;
+  fastcgi_temp_path ${dir}/nginx-fastcgi;
+  uwsgi_temp_path ${dir}/nginx-uwsgi;
+  scgi_temp_path ${dir}/nginx-scgi;
+  keepalive_requests 1000000;
+  upstream backends {
+${backends.map((b) => `    server ${b.host}:${b.port};`).join("\n")}
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}
+
+/** HAProxy: one thread, `http-reuse always` for upstream keep-alive, no `log` lines. */
+export function haproxyConfig(port: number, backends: Upstream[]): string {
+  return `global
+  nbthread 1
+  # Enough for the benchmark; HAProxy needs ~2 files per connection under ulimit -n.
+  maxconn 4096
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+
+frontend bench
+  bind 127.0.0.1:${port}
+  default_backend backends
+
+backend backends
+  balance roundrobin
+${backends.map((b, i) => `  server b${i + 1} ${b.host}:${b.port}`).join("\n")}
+`;
+}

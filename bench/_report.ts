@@ -1,0 +1,259 @@
+/** The benchmark's results: the table, the targets of issue 7, and number formatting. */
+import type { WrkResult } from "./_wrk.ts";
+
+export interface TargetResult {
+  id: string;
+  label: string;
+  /** Why it was not measured (tool missing, failed to start…). */
+  skipped?: string;
+  rounds: WrkResult[];
+  /** Medians over the rounds. */
+  median?: { requestsPerSec: number; p50: number; p99: number; errors: number };
+  /** (max − min) / median of req/s over the rounds: the run's noise. */
+  spread?: number;
+  /** Filled by `addRatios`. */
+  ratios?: { vsNginx?: number; vsLean?: number; p99VsNginx?: number };
+}
+
+export interface MemoryResult {
+  connections?: {
+    connections: number;
+    idleRss: number;
+    peakHwm: number;
+    peakSampled: number;
+    requestsPerSec: number;
+    errors: number;
+    /** The same run against the lean proxies, for comparison. */
+    references?: { label: string; idleRss: number; peakHwm: number; requestsPerSec: number }[];
+  };
+  download?: BodyResult;
+  upload?: BodyResult;
+  ttfb?: { viaLbMs: number; directMs: number; samples: number; path: string };
+  notes: string[];
+}
+
+export interface BodyResult {
+  /** Bytes that went through (curl's count). */
+  bytes: number;
+  /** False when the transfer did not finish within the time limit. */
+  complete: boolean;
+  status: number;
+  rssBefore: number;
+  peakSampled: number;
+  /** peakSampled − rssBefore. */
+  rise: number;
+  seconds: number;
+  /** The same transfer through the lean proxies, for comparison. */
+  references?: { label: string; seconds: number; rise: number; complete: boolean }[];
+}
+
+export interface Check {
+  name: string;
+  status: "PASS" | "MISS" | "SKIP";
+  detail: string;
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Fills `median` and `spread` from the rounds. */
+export function summarize(t: TargetResult): void {
+  if (t.rounds.length === 0) return;
+  const rps = t.rounds.map((r) => r.requestsPerSec);
+  const m = median(rps);
+  t.median = {
+    requestsPerSec: m,
+    p50: median(t.rounds.map((r) => r.p50)),
+    p99: median(t.rounds.map((r) => r.p99)),
+    errors: t.rounds.reduce((a, r) => a + r.errors, 0),
+  };
+  t.spread = t.rounds.length > 1 ? (Math.max(...rps) - Math.min(...rps)) / m : undefined;
+}
+
+export const fmtInt = (n: number) => Math.round(n).toLocaleString("en-US");
+export const fmtMs = (ms: number) =>
+  !Number.isFinite(ms) ? "-" : ms < 1 ? `${(ms * 1000).toFixed(0)}µs` : `${ms.toFixed(2)}ms`;
+export const fmtMB = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+const fmtPct = (x: number | undefined) =>
+  x === undefined || !Number.isFinite(x) ? "-" : `${(x * 100).toFixed(0)}%`;
+
+/**
+ * Fills each target's ratios to nginx and to the lean proxy. When both ran the same rounds,
+ * a ratio is the median of the per-round ratios: targets of one round ran minutes apart at
+ * most, so load that comes and goes on the machine cancels out better than in a ratio of
+ * medians.
+ */
+export function addRatios(results: TargetResult[]): void {
+  const nginx = results.find((r) => r.id === "nginx" && r.median);
+  const lean = results.find((r) => r.id === "lean" && r.median);
+  for (const t of results) {
+    if (!t.median) continue;
+    t.ratios = {
+      vsNginx: nginx ? ratio(t, nginx, "requestsPerSec") : undefined,
+      vsLean: lean ? ratio(t, lean, "requestsPerSec") : undefined,
+      p99VsNginx: nginx ? ratio(t, nginx, "p99") : undefined,
+    };
+  }
+}
+
+function ratio(a: TargetResult, b: TargetResult, key: "requestsPerSec" | "p99"): number {
+  if (a.rounds.length === b.rounds.length) {
+    return median(a.rounds.map((r, i) => r[key] / b.rounds[i][key]));
+  }
+  return a.median![key] / b.median![key];
+}
+
+const fmtX = (x: number | undefined) => x === undefined ? "-" : `${x.toFixed(2)}×`;
+
+/** The results table: ratios of req/s to nginx and to the lean proxy, and of p99 to nginx's. */
+export function formatTable(results: TargetResult[]): string {
+  if (results.length === 0) return "(no throughput targets selected)";
+  const head = [
+    "target",
+    "req/s",
+    "±",
+    "p50",
+    "p99",
+    "errors",
+    "vs nginx",
+    "vs lean",
+    "p99/nginx",
+  ];
+  const rows: string[][] = results.map((r) => {
+    if (!r.median) return [r.label, `skipped: ${r.skipped ?? "no result"}`];
+    const m = r.median;
+    return [
+      r.label,
+      fmtInt(m.requestsPerSec),
+      r.spread === undefined ? "" : fmtPct(r.spread),
+      fmtMs(m.p50),
+      fmtMs(m.p99),
+      String(m.errors),
+      fmtPct(r.ratios?.vsNginx),
+      fmtPct(r.ratios?.vsLean),
+      fmtX(r.ratios?.p99VsNginx),
+    ];
+  });
+  const widths = head.map((h, i) =>
+    Math.max(h.length, ...rows.filter((r) => r.length > 2).map((r) => r[i].length))
+  );
+  const line = (cells: string[]) =>
+    cells.length === 2
+      ? `${cells[0].padEnd(widths[0])}  ${cells[1]}`
+      : cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ");
+  return [line(head), ...rows.map(line)].join("\n");
+}
+
+/** The same table as Markdown, for the README. */
+export function formatMarkdown(results: TargetResult[]): string {
+  const out = [
+    "| target | req/s | p50 | p99 | errors | vs nginx | vs lean | p99 / nginx |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of results) {
+    if (!r.median) {
+      out.push(`| ${r.label} | skipped: ${r.skipped ?? "no result"} | | | | | | |`);
+      continue;
+    }
+    const m = r.median;
+    out.push(
+      `| ${r.label} | ${fmtInt(m.requestsPerSec)} | ${fmtMs(m.p50)} | ${
+        fmtMs(m.p99)
+      } | ${m.errors} | ${fmtPct(r.ratios?.vsNginx)} | ${fmtPct(r.ratios?.vsLean)} | ${
+        fmtX(r.ratios?.p99VsNginx)
+      } |`,
+    );
+  }
+  return out.join("\n");
+}
+
+/** Issue 7's targets, judged on this run's numbers (call `addRatios` first). */
+export function checkTargets(results: TargetResult[], mem: MemoryResult): Check[] {
+  const get = (id: string) => results.find((r) => r.id === id && r.median);
+  const lean = get("lean");
+  const nginx = get("nginx");
+  const rr = get("lb:round-robin");
+  const strategies = results.filter((r) =>
+    r.id.startsWith("lb:") && !r.id.endsWith("+log") && r.median
+  );
+  const checks: Check[] = [];
+  const check = (name: string, ok: boolean | undefined, detail: string) =>
+    checks.push({ name, status: ok === undefined ? "SKIP" : ok ? "PASS" : "MISS", detail });
+
+  {
+    const name = "lb round-robin ≥ 95% of the lean proxy's req/s";
+    const r = rr?.ratios?.vsLean;
+    if (!rr || !lean || r === undefined) {
+      check(name, undefined, "needs lb:round-robin and lean in the same run");
+    } else {
+      check(
+        name,
+        r >= 0.95,
+        `${fmtPct(r)} (${fmtInt(rr.median!.requestsPerSec)} vs ${
+          fmtInt(lean.median!.requestsPerSec)
+        } req/s)`,
+      );
+    }
+  }
+  {
+    const name = "no strategy below 85% of the lean proxy's req/s";
+    const rated = strategies.filter((t) => t.ratios?.vsLean !== undefined);
+    if (!lean || rated.length === 0) check(name, undefined, "needs lb strategies and lean");
+    else {
+      const worst = rated.reduce((a, b) => a.ratios!.vsLean! <= b.ratios!.vsLean! ? a : b);
+      check(
+        name,
+        worst.ratios!.vsLean! >= 0.85,
+        `worst: ${worst.label} ${fmtPct(worst.ratios!.vsLean)}`,
+      );
+    }
+  }
+  {
+    const name = "lb round-robin p99 ≤ 1.5 × nginx's p99";
+    const r = rr?.ratios?.p99VsNginx;
+    if (!rr || !nginx || r === undefined) {
+      check(name, undefined, "needs lb:round-robin and nginx in the same run");
+    } else {
+      const worst = strategies.reduce((a, b) =>
+        (a.ratios?.p99VsNginx ?? 0) >= (b.ratios?.p99VsNginx ?? 0) ? a : b
+      );
+      check(
+        name,
+        r <= 1.5,
+        `${fmtMs(rr.median!.p99)} vs ${fmtMs(nginx.median!.p99)} (${
+          fmtX(r)
+        }); worst strategy: ${worst.label} ${fmtMs(worst.median!.p99)} (${
+          fmtX(worst.ratios?.p99VsNginx)
+        })`,
+      );
+    }
+  }
+  {
+    const c = mem.connections;
+    const name = `peak RSS ≤ 100 MB at ${c?.connections ?? 1000} connections`;
+    if (!c) check(name, undefined, "memory runs not measured");
+    else check(name, c.peakHwm <= 100e6, `VmHWM ${fmtMB(c.peakHwm)} (idle ${fmtMB(c.idleRss)})`);
+  }
+  {
+    const name = "a 1 GiB body raises RSS by < 32 MB";
+    const parts = [mem.upload && ["upload", mem.upload], mem.download && ["download", mem.download]]
+      .filter(Boolean) as [string, BodyResult][];
+    if (parts.length === 0) check(name, undefined, "memory runs not measured");
+    else {
+      check(
+        name,
+        parts.every(([, b]) => b.rise < 32e6),
+        parts.map(([k, b]) => `${k} +${fmtMB(b.rise)}`).join(", "),
+      );
+    }
+  }
+  return checks;
+}
+
+export function formatChecks(checks: Check[]): string {
+  return checks.map((c) => `  ${c.status.padEnd(4)} ${c.name}: ${c.detail}`).join("\n");
+}

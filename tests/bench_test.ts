@@ -1,0 +1,278 @@
+/**
+ * Behaviour of the benchmark's own parts (no timings): wrk's report is read right, the
+ * peers' generated configs are valid for the installed nginx and HAProxy, targets are
+ * judged right, profiles are summed right, and subprocesses are stopped.
+ * Run: deno test -A bench/
+ */
+import assert from "node:assert/strict";
+import { parseConfig } from "../src/config.ts";
+import { haproxyConfig, lbConfig, nginxConfig } from "../bench/_configs.ts";
+import { freePort, memoryOf, Procs, waitForPort } from "../bench/_procs.ts";
+import { summarizeProfile } from "../bench/_profile.ts";
+import {
+  addRatios,
+  checkTargets,
+  formatTable,
+  summarize,
+  type TargetResult,
+} from "../bench/_report.ts";
+import { parseWrk, parseWrkTime, type WrkResult } from "../bench/_wrk.ts";
+import { selected } from "../bench/run.ts";
+
+const WRK_OUTPUT = `Running 10s test @ http://127.0.0.1:8000/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.03ms  384.45us  11.37ms   89.73%
+    Req/Sec    24.85k     1.23k   26.61k    80.00%
+  Latency Distribution
+     50%  812.00us
+     75%    2.11ms
+     90%    2.36ms
+     99%    1.01s
+  247312 requests in 10.00s, 56.13MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 12
+Requests/sec:  24730.43
+Transfer/sec:      5.61MB
+`;
+
+Deno.test("wrk's report is read into req/s, latency percentiles in ms and error counts", () => {
+  const r = parseWrk(WRK_OUTPUT);
+  assert.equal(r.requestsPerSec, 24730.43);
+  assert.equal(r.p50, 0.812);
+  assert.equal(r.p75, 2.11);
+  assert.equal(r.p99, 1010);
+  assert.equal(r.requests, 247312);
+  assert.equal(r.seconds, 10);
+  assert.equal(r.non2xx, 12);
+  assert.equal(r.errors, 17);
+});
+
+Deno.test("a wrk report without Requests/sec is an error, not a zero", () => {
+  assert.throws(
+    () => parseWrk("unable to connect to 127.0.0.1:1 Connection refused\n"),
+    /Requests/,
+  );
+});
+
+Deno.test("wrk times in us, ms, s and m convert to ms", () => {
+  assert.equal(parseWrkTime("250.00us"), 0.25);
+  assert.equal(parseWrkTime("3.5ms"), 3.5);
+  assert.equal(parseWrkTime("2.00s"), 2000);
+  assert.equal(parseWrkTime("1.00m"), 60_000);
+  assert.throws(() => parseWrkTime("fast"));
+});
+
+Deno.test("--only lb selects every lb target, lb:round-robin only itself", () => {
+  assert.equal(selected("lb:maglev", ["lb"]), true);
+  assert.equal(selected("lb:round-robin+log", ["lb"]), true);
+  assert.equal(selected("lb:round-robin+log", ["lb:round-robin"]), false);
+  assert.equal(selected("lean-node", ["lean"]), false);
+  assert.equal(selected("nginx", undefined), true);
+  assert.equal(selected("mem", ["lb", "lean"]), false);
+});
+
+const wrk = (rps: number, p99 = 2): WrkResult => ({
+  requestsPerSec: rps,
+  p50: 1,
+  p75: 1,
+  p90: 1,
+  p99,
+  requests: rps,
+  seconds: 1,
+  errors: 0,
+  non2xx: 0,
+});
+
+function target(id: string, rounds: WrkResult[]): TargetResult {
+  const t: TargetResult = { id, label: id, rounds };
+  summarize(t);
+  return t;
+}
+
+Deno.test("targets use medians over rounds and name the worst strategy", () => {
+  const results = [
+    target("nginx", [wrk(20000, 2)]),
+    target("lean", [wrk(9000), wrk(10000), wrk(11000)]),
+    target("lb:round-robin", [wrk(9600, 2.5), wrk(9500, 2.5), wrk(1, 2.5)]),
+    target("lb:maglev", [wrk(8000, 4)]),
+    target("lb:round-robin+log", [wrk(1000)]),
+  ];
+  assert.equal(results[1].median!.requestsPerSec, 10000);
+  assert.equal(results[2].median!.requestsPerSec, 9500);
+  addRatios(results);
+  const checks = checkTargets(results, { notes: [] });
+  const byName = (s: string) => checks.find((c) => c.name.includes(s))!;
+  assert.equal(byName("≥ 95%").status, "PASS");
+  // The access-log target is not a strategy: maglev (80%) is the worst.
+  assert.equal(byName("85%").status, "MISS");
+  assert.match(byName("85%").detail, /lb:maglev 80%/);
+  assert.equal(byName("p99").status, "PASS");
+  assert.equal(byName("RSS ≤ 100 MB").status, "SKIP");
+});
+
+Deno.test("memory targets pass and miss on the thresholds of issue 7", () => {
+  const body = (rise: number) => ({
+    bytes: 1,
+    complete: true,
+    status: 200,
+    rssBefore: 0,
+    peakSampled: rise,
+    rise,
+    seconds: 1,
+  });
+  const checks = checkTargets([], {
+    notes: [],
+    connections: {
+      connections: 1000,
+      idleRss: 50e6,
+      peakHwm: 120e6,
+      peakSampled: 110e6,
+      requestsPerSec: 1,
+      errors: 0,
+    },
+    upload: body(10e6),
+    download: body(40e6),
+  });
+  assert.equal(checks.find((c) => c.name.includes("100 MB"))!.status, "MISS");
+  const b = checks.find((c) => c.name.includes("1 GiB"))!;
+  assert.equal(b.status, "MISS");
+  assert.match(b.detail, /download \+40\.0 MB/);
+});
+
+Deno.test("a ratio is the median of per-round ratios, so load that comes and goes cancels out", () => {
+  const results = [
+    target("lean", [wrk(10000), wrk(20000), wrk(30000)]),
+    target("lb:round-robin", [wrk(9600), wrk(19200), wrk(9000)]),
+  ];
+  addRatios(results);
+  // Ratio of medians would say 9600 / 20000 = 48%; round by round it is 96%, 96%, 30%.
+  assert.equal(results[1].ratios!.vsLean, 0.96);
+  assert.equal(checkTargets(results, { notes: [] })[0].status, "PASS");
+});
+
+Deno.test("the table shows ratios to nginx and to the lean proxy, and why a target was skipped", () => {
+  const results = [
+    target("nginx", [wrk(20000)]),
+    target("lean", [wrk(5000)]),
+    { id: "haproxy", label: "HAProxy", skipped: "not installed", rounds: [] },
+  ];
+  addRatios(results);
+  const text = formatTable(results);
+  assert.match(text, /^lean .*\b25%\s+100%/m);
+  assert.match(text, /HAProxy\s+skipped: not installed/);
+});
+
+Deno.test("the generated lb config is valid lb config with admin off and limits raised", () => {
+  const config = parseConfig(
+    lbConfig({
+      port: 18080,
+      strategy: "maglev",
+      backends: [{ host: "127.0.0.1", port: 1 }, { host: "127.0.0.1", port: 2 }],
+      accessLog: false,
+      generousLimits: true,
+    }),
+    "bench",
+  );
+  assert.equal(config.listen.port, 18080);
+  assert.equal(config.strategy, "maglev");
+  assert.equal(config.admin.enabled, false);
+  assert.equal(config.log.access, false);
+  assert.ok(config.limits.maxBodyBytes > 1024 ** 3);
+  assert.ok(config.limits.maxConnectionsPerClient > 1000);
+  assert.deepEqual(config.backends.map((b) => b.url), ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+});
+
+Deno.test({
+  name: "the generated nginx config passes nginx -t",
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(
+        `${dir}/nginx.conf`,
+        nginxConfig(dir, 18081, [{ host: "127.0.0.1", port: 1 }]),
+      );
+      const out = await new Deno.Command("nginx", {
+        args: ["-t", "-p", dir, "-e", `${dir}/err.log`, "-c", `${dir}/nginx.conf`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "the generated HAProxy config passes haproxy -c",
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(
+        `${dir}/h.cfg`,
+        haproxyConfig(18082, [{ host: "127.0.0.1", port: 1 }]),
+      );
+      const out = await new Deno.Command("haproxy", {
+        args: ["-c", "-f", `${dir}/h.cfg`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, text);
+      assert.doesNotMatch(text, /WARNING/, text);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("a profile is summed into self and total time per function, idle apart", () => {
+  const frame = (functionName: string, url = "", lineNumber = 0) => ({
+    functionName,
+    url,
+    lineNumber,
+    columnNumber: 0,
+  });
+  const s = summarizeProfile({
+    startTime: 0,
+    endTime: 100,
+    nodes: [
+      { id: 1, callFrame: frame("(root)"), children: [2, 4] },
+      { id: 2, callFrame: frame("handle", "file:///x/src/app.ts", 9), children: [3] },
+      { id: 3, callFrame: frame("pick", "file:///x/src/balancer.ts", 0) },
+      { id: 4, callFrame: frame("(idle)") },
+    ],
+    samples: [2, 3, 3, 4],
+    timeDeltas: [1000, 2000, 3000, 4000],
+  });
+  assert.equal(s.totalMs, 10);
+  assert.equal(s.idleMs, 4);
+  const self = Object.fromEntries(s.selfByFunction.map((r) => [r.name, r.ms]));
+  assert.deepEqual(self, { "handle src/app.ts:10": 1, "pick src/balancer.ts:1": 5 });
+  const total = Object.fromEntries(s.totalByFunction.map((r) => [r.name, r.ms]));
+  assert.equal(total["handle src/app.ts:10"], 6);
+  assert.equal(s.selfByFunction[0].share, 5 / 6);
+});
+
+Deno.test("stopAll stops every process the benchmark started, and memoryOf reads its RSS", async () => {
+  const dir = await Deno.makeTempDir();
+  const procs = new Procs(dir);
+  try {
+    const port = freePort();
+    const server = procs.spawn("server", Deno.execPath(), [
+      "eval",
+      `Deno.serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, () => new Response("ok"))`,
+    ]);
+    const sleeper = procs.spawn("sleeper", "sleep", ["60"]);
+    await waitForPort(server, port);
+    assert.ok(memoryOf(server.pid)!.rss > 1e6);
+    await procs.stopAll();
+    assert.equal(server.exited, true);
+    assert.equal(sleeper.exited, true);
+    assert.equal(memoryOf(sleeper.pid), undefined);
+  } finally {
+    await procs.stopAll();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
