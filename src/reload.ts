@@ -160,10 +160,11 @@ function apply(
         changes.push(`${id} maxConnections ${s.maxConnections} → ${b.maxConnections}`);
         pool.setMaxConnections(s, b.maxConnections);
       }
-      // Admin states kept in the state file (e.g. set through another worker's admin API).
+      // Admin states kept in the state file (e.g. set through the parent's admin API, for a
+      // --workers worker). Without a state file they live in memory only and stay as they are.
       const want = applied.adminStates.get(id) ?? "enabled";
       const have = !s.enabled ? "disabled" : s.draining ? "draining" : "enabled";
-      if (want !== have && !control.isRemoving(s)) {
+      if (control.stateFile && want !== have && !control.isRemoving(s)) {
         pool.setAdminState(s, want, "state file");
         changes.push(`${id} ${have} → ${want}`);
       }
