@@ -104,6 +104,7 @@ export function createProxyHandler(
       bytesOut: 0,
     };
     let counted = false;
+    let body: BodySource | null = null;
     const done = (status: number, error?: string) => {
       if (counted) {
         counted = false;
@@ -128,11 +129,7 @@ export function createProxyHandler(
     const refused = guard(req, info.remoteAddr, headers) ?? limiter.enter(clientIp);
     if (!refused) counted = true;
     else {
-      rec.status = refused.status;
-      rec.error = refused.message;
-      rec.durationMs = performance.now() - started;
-      logger.access(rec);
-      deps.onRequest?.(rec);
+      done(refused.status, refused.message);
       return errorResponse(
         refused.status,
         refused.code,
@@ -141,9 +138,9 @@ export function createProxyHandler(
         refused.headers,
       );
     }
-    const body = req.body && method !== "GET" && method !== "HEAD"
-      ? new BodySource(req.body, config.retry.bufferLimit, config.limits.maxBodyBytes)
-      : null;
+    if (req.body && method !== "GET" && method !== "HEAD") {
+      body = new BodySource(req.body, config.retry.bufferLimit, config.limits.maxBodyBytes);
+    }
     const signal = req.signal;
     const deadline = config.timeouts.request > 0 ? started + config.timeouts.request : Infinity;
     let tried: Set<Server> | undefined;
@@ -214,9 +211,9 @@ export function createProxyHandler(
           if (
             retryOn.has(status) && attempt < config.retry.attempts &&
             mayRetry("status", method, body) &&
-            // With the budget spent, the server's own answer (and its Retry-After) goes to
-            // the client rather than being drained and replaced by a 502.
-            budget.available
+            // With the budget spent, or no other server left to try, the server's own answer
+            // (and its Retry-After) goes to the client rather than being drained and replaced.
+            budget.available && untriedServerLeft(pool.servers, tried, Date.now())
           ) {
             r.res.resume(); // drain so the connection can be reused
             pool.endRequest(server, !bad5xx, ttfb, Date.now());
@@ -329,6 +326,12 @@ export function createProxyHandler(
       budget.active--;
     }
   };
+}
+
+/** Whether some available server has not been tried yet (only asked when about to retry). */
+function untriedServerLeft(servers: readonly Server[], tried: Set<Server>, now: number): boolean {
+  for (const s of servers) if (!tried.has(s) && isAvailable(s, now)) return true;
+  return false;
 }
 
 function full(s: Server): boolean {
