@@ -13,6 +13,19 @@ import { testConfig, until } from "./_stack.ts";
 
 const quiet = () => createLogger({ format: "json", access: false, write: () => {} });
 
+/** What an EventHub is built on: a pool of one server, its balancer and its control. */
+function hubParts() {
+  const pool = new ServerPool([{ url: "http://10.0.0.1:80" }]);
+  const balancer = new Balancer(pool, "round-robin");
+  const control = new Control({
+    pool,
+    balancer,
+    config: testConfig(["http://10.0.0.1:80"]),
+    logger: quiet(),
+  });
+  return { pool, balancer, control };
+}
+
 interface SseEvent {
   event: string;
   data: any;
@@ -141,14 +154,7 @@ Deno.test("shutdown ends open /events streams instead of waiting for them", asyn
 });
 
 Deno.test("the event hub forgets a client that leaves and stops its timer on close", async () => {
-  const pool = new ServerPool([{ url: "http://10.0.0.1:80" }]);
-  const balancer = new Balancer(pool, "round-robin");
-  const control = new Control({
-    pool,
-    balancer,
-    config: testConfig(["http://10.0.0.1:80"]),
-    logger: quiet(),
-  });
+  const { pool, balancer, control } = hubParts();
   const hub = new EventHub({ control, version: "test", startedAt: Date.now(), intervalMs: 20 });
   try {
     const a = sseReader(hub.response().body!);
@@ -174,14 +180,7 @@ Deno.test("the event hub forgets a client that leaves and stops its timer on clo
 });
 
 Deno.test("the event hub refuses streams beyond its limit with 503", async () => {
-  const pool = new ServerPool([{ url: "http://10.0.0.1:80" }]);
-  const balancer = new Balancer(pool, "round-robin");
-  const control = new Control({
-    pool,
-    balancer,
-    config: testConfig(["http://10.0.0.1:80"]),
-    logger: quiet(),
-  });
+  const { balancer, control } = hubParts();
   const hub = new EventHub({ control, version: "test", startedAt: Date.now() });
   const open: Response[] = [];
   try {

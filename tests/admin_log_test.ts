@@ -3,27 +3,16 @@
 // deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../backends/demo.ts";
+import { eachLine } from "./_stack.ts";
 
 /** Collects a child's stdout as parsed JSON lines. */
 function jsonLines(stream: ReadableStream<Uint8Array>) {
   const lines: Record<string, any>[] = [];
   const raw: string[] = [];
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  const pump = (async () => {
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let i;
-      while ((i = buf.indexOf("\n")) !== -1) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        raw.push(line);
-        lines.push(JSON.parse(line));
-      }
-    }
-  })();
+  const pump = eachLine(stream, (line) => {
+    raw.push(line);
+    lines.push(JSON.parse(line));
+  });
   return {
     lines,
     raw,

@@ -11,18 +11,12 @@ import { parseConfig } from "../src/config.ts";
 import { startLb } from "../src/lb.ts";
 import { createLogger } from "../src/log.ts";
 import { waitFor } from "./_raw.ts";
+import { freePort } from "./_stack.ts";
 
 const CONCURRENCY = 40;
 const MIN_REQUESTS = 3000;
 const MAX_REQUESTS = 20_000;
 const TIME_BOX_MS = 20_000;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function listening(port: number): Promise<boolean> {
   try {

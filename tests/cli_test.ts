@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../backends/demo.ts";
-import { until } from "./_stack.ts";
+import { freePort, until } from "./_stack.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -20,11 +20,21 @@ async function lb(args: string[], opts: { cwd?: string } = {}) {
   };
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+/** Starts `lb …` as a subprocess that keeps running; `out()` is its stdout so far. */
+function spawnLb(args: string[]) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}src/main.ts`, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let out = "";
+  const reading = (async () => {
+    for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) out += c;
+  })();
+  const errText = new Response(child.stderr).text();
+  return { child, out: () => out, reading, errText };
 }
 
 /** A usage error: exit 2, one line plus the hint, no stack trace. */
@@ -131,39 +141,28 @@ Deno.test("lb serve prints one line per listener, proxies, and stops cleanly on 
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
       const port = freePort();
       const adminPort = freePort();
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          `${ROOT}src/main.ts`,
-          "serve",
-          "--port",
-          String(port),
-          "--admin-port",
-          String(adminPort),
-          "--backend",
-          backend.url,
-          "--log-format",
-          "text",
-        ],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "piped",
-        env: { NO_COLOR: "1" },
-      }).spawn();
-      let out = "";
-      const reading = (async () => {
-        for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) out += c;
-      })();
-      const errText = new Response(child.stderr).text();
+      const { child, out, reading, errText } = spawnLb([
+        "serve",
+        "--port",
+        String(port),
+        "--admin-port",
+        String(adminPort),
+        "--backend",
+        backend.url,
+        "--log-format",
+        "text",
+      ]);
       try {
         await until(
-          () => out.includes(`http://127.0.0.1:${adminPort}`),
+          () => out().includes(`http://127.0.0.1:${adminPort}`),
           "the listen lines",
           15_000,
         );
-        assert.match(out, new RegExp(`traffic listening on http://127\\.0\\.0\\.1:${port}`));
-        assert.match(out, new RegExp(`admin listening on http://127\\.0\\.0\\.1:${adminPort}`));
+        assert.match(out(), new RegExp(`traffic listening on http://127\\.0\\.0\\.1:${port}`));
+        assert.match(
+          out(),
+          new RegExp(`admin listening on http://127\\.0\\.0\\.1:${adminPort}`),
+        );
         const res = await fetch(`http://127.0.0.1:${port}/x`);
         assert.equal((await res.json()).backend, "backend-1");
         const hz = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
@@ -201,36 +200,22 @@ Deno.test("lb serve exits 1 with one line when its port is taken", async () => {
 });
 
 Deno.test("lb demo runs three backends behind the balancer: backend-1, then 2, then 3; Ctrl-C stops both", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}src/main.ts`,
-      "demo",
-      "--port",
-      "0",
-      "--admin-port",
-      "0",
-      "--backend-port",
-      "0",
-    ],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let out = "";
-  const reading = (async () => {
-    for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) out += c;
-  })();
-  const errText = new Response(child.stderr).text();
+  const { child, out, reading, errText } = spawnLb([
+    "demo",
+    "--port",
+    "0",
+    "--admin-port",
+    "0",
+    "--backend-port",
+    "0",
+  ]);
   try {
     const url = await until(
-      () => /traffic listening on (http:\/\/[\d.:]+)/.exec(out)?.[1],
+      () => /traffic listening on (http:\/\/[\d.:]+)/.exec(out())?.[1],
       "the demo to start",
       15_000,
     );
-    assert.match(out, /backend-3 listening on http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(out(), /backend-3 listening on http:\/\/127\.0\.0\.1:\d+/);
     const seen = [];
     for (let i = 0; i < 3; i++) seen.push((await (await fetch(`${url}/`)).json()).backend);
     assert.deepEqual(seen, ["backend-1", "backend-2", "backend-3"]);

@@ -6,18 +6,7 @@
 import assert from "node:assert/strict";
 import YAML from "yaml";
 import { ConfigError, parseConfig } from "../src/config.ts";
-
-/** A deterministic PRNG (mulberry32), so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "./_stack.ts";
 
 const VALID = `
 listen: { host: 127.0.0.1, port: 8000 }

@@ -2,34 +2,10 @@ import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend, startDemoBackends } from "../backends/demo.ts";
 import { type Config, parseConfig } from "../src/config.ts";
 import { type Lb, startLb } from "../src/lb.ts";
-import { createLogger, type Logger } from "../src/log.ts";
+import type { Logger } from "../src/log.ts";
 import { maybeEject } from "../src/outlier.ts";
 import { ServerPool, stateOf } from "../src/state.ts";
-
-function memoryLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const logger = createLogger({ format: "json", access: false, write: (l) => lines.push(l) });
-  return Object.assign(logger, { lines });
-}
-
-function lbConfig(urls: string[], extra = ""): Config {
-  return parseConfig(
-    `listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-backends:
-${urls.map((u) => `  - url: ${u}`).join("\n")}
-${extra}`,
-  );
-}
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out after ${ms}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { assertEventually, lbConfig, memoryLogger } from "./_stack.ts";
 
 interface Outcome {
   status: number;
@@ -122,7 +98,7 @@ Deno.test("killing one of three backends under load loses no request, and the ba
         assert.ok(t["200 backend-1"] + t["200 backend-3"] >= 1_500, JSON.stringify(t));
 
         const s = lb.pool.servers[1];
-        await until(() => !s.healthy, 3_000, "the dead backend to be marked unhealthy");
+        await assertEventually(() => !s.healthy, 3_000, "the dead backend to be marked unhealthy");
 
         revived = await startDemoBackend({ port: victim.port, index: 2 });
         const back = Date.now();
@@ -209,7 +185,7 @@ Deno.test("an ejected server comes back early only after rise active checks pass
       ),
       async (lb) => {
         const s = lb.pool.servers[0];
-        await until(() => s.health.successes >= 5, 3_000, "several passing checks");
+        await assertEventually(() => s.health.successes >= 5, 3_000, "several passing checks");
         let checksSinceEjection = 0;
         const record = lb.pool.recordHealth.bind(lb.pool);
         lb.pool.recordHealth = (...args) => {
@@ -218,7 +194,11 @@ Deno.test("an ejected server comes back early only after rise active checks pass
         };
         lb.pool.eject(s, Date.now() + 60_000, "test");
         assert.equal(stateOf(s, Date.now()), "ejected");
-        await until(() => stateOf(s, Date.now()) === "healthy", 3_000, "the early return");
+        await assertEventually(
+          () => stateOf(s, Date.now()) === "healthy",
+          3_000,
+          "the early return",
+        );
         assert.ok(checksSinceEjection >= 3, `back after ${checksSinceEjection} checks`);
       },
     );
@@ -324,11 +304,11 @@ backends:
       const send = () => fetch(`${lb.url}/x`).then(async (r) => ({ r, body: await r.json() }));
       // Round-robin would alternate a, b, a: the third goes to b because a is full.
       const first = [send()];
-      await until(() => a.inflight === 1, 2_000, "a busy");
+      await assertEventually(() => a.inflight === 1, 2_000, "a busy");
       first.push(send());
-      await until(() => b.inflight === 1, 2_000, "b busy");
+      await assertEventually(() => b.inflight === 1, 2_000, "b busy");
       first.push(send());
-      await until(() => b.inflight === 2, 2_000, "b at its limit");
+      await assertEventually(() => b.inflight === 2, 2_000, "b at its limit");
       const refused = await send();
       assert.equal(refused.r.status, 503);
       assert.equal(refused.r.headers.get("retry-after"), "1");
@@ -357,7 +337,7 @@ Deno.test("panic mode: when every server is unhealthy lb still tries them; with 
           `panicMode: ${panic}\nhealth: { interval: 20ms, fall: 2 }`,
         ),
         async (lb) => {
-          await until(
+          await assertEventually(
             () => lb.pool.servers.every((s) => !s.healthy),
             3_000,
             "every server unhealthy",

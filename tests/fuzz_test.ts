@@ -9,22 +9,12 @@ import { parseConfig } from "../src/config.ts";
 import { startLb } from "../src/lb.ts";
 import type { RequestRecord } from "../src/log.ts";
 import { connectTo, readFor, startRecordingBackend, testYaml, writeAll } from "./_raw.ts";
+import { prng } from "./_stack.ts";
 
 const SEED = 0x1b_2026;
 const MAX_REQUESTS = 3000;
 const TIME_BOX_MS = 12_000;
 const WORKERS = 24;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEEDS = [
   "GET / HTTP/1.1\r\nHost: a\r\n\r\n",

@@ -3,38 +3,11 @@ import { type DemoBackend, startDemoBackend, startDemoBackends } from "../backen
 import { type Config, parseConfig } from "../src/config.ts";
 import { checkOnce, startHealthChecks, statusExpected } from "../src/health.ts";
 import { startLb } from "../src/lb.ts";
-import { createLogger, type Logger } from "../src/log.ts";
 import { ServerPool } from "../src/state.ts";
-
-/** A logger that keeps its lines, so tests stay quiet and can read the events. */
-function memoryLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const logger = createLogger({ format: "json", access: false, write: (l) => lines.push(l) });
-  return Object.assign(logger, { lines });
-}
+import { assertEventually, delayOrAbort, lbConfig, memoryLogger } from "./_stack.ts";
 
 function healthConfig(yaml = ""): Config["health"] {
   return parseConfig(`backends: [{ url: "http://127.0.0.1:1" }]\nhealth:\n${yaml}`).health;
-}
-
-function lbConfig(urls: string[], extra = ""): Config {
-  return parseConfig(
-    `listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-backends:
-${urls.map((u) => `  - url: ${u}`).join("\n")}
-${extra}`,
-  );
-}
-
-/** Polls `cond` every 10 ms until it holds; fails with `what` after `ms`. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out after ${ms}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 async function setDemo(b: DemoBackend, settings: Record<string, unknown>): Promise<void> {
@@ -51,13 +24,7 @@ function slowHealthBackend(delayMs: number) {
     stats.concurrent++;
     stats.maxConcurrent = Math.max(stats.maxConcurrent, stats.concurrent);
     try {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, delayMs);
-        req.signal.addEventListener("abort", () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await delayOrAbort(delayMs, req.signal);
     } finally {
       stats.concurrent--;
     }
@@ -117,9 +84,9 @@ Deno.test("a server whose /health turns 503 goes unhealthy after fall checks, ge
     lb.pool.subscribe((e) => {
       if (e.type === "state") failuresSeen.push(e.server.health.failures);
     });
-    await until(() => s1.health.successes >= 1, 2_000, "a first passing check");
+    await assertEventually(() => s1.health.successes >= 1, 2_000, "a first passing check");
     await setDemo(backends[0], { healthy: false });
-    await until(() => !s1.healthy, 3_000, "backend-1 to go unhealthy");
+    await assertEventually(() => !s1.healthy, 3_000, "backend-1 to go unhealthy");
     // It went down on exactly the fall-th consecutive failure.
     assert.deepEqual(failuresSeen, [3]);
 
@@ -132,7 +99,7 @@ Deno.test("a server whose /health turns 503 goes unhealthy after fall checks, ge
     assert.deepEqual([...seen], ["backend-2"]);
 
     await setDemo(backends[0], { healthy: true });
-    await until(() => s1.healthy, 3_000, "backend-1 to be healthy again");
+    await assertEventually(() => s1.healthy, 3_000, "backend-1 to be healthy again");
     assert.equal(s1.health.successes >= 2, true);
     const back = new Set<string>();
     for (let i = 0; i < 4; i++) {
@@ -161,7 +128,7 @@ Deno.test("checks of one server never overlap, even when /health is slower than 
     memoryLogger(),
   );
   try {
-    await until(() => slow.stats.checks >= 4, 5_000, "four checks");
+    await assertEventually(() => slow.stats.checks >= 4, 5_000, "four checks");
     assert.equal(slow.stats.maxConcurrent, 1);
     assert.equal(pool.servers[0].health.ok, true);
   } finally {
@@ -186,7 +153,7 @@ Deno.test("with assumeHealthy false, servers get no traffic until rise checks ha
     assert.equal(early.status, 503);
     assert.equal(early.headers.get("retry-after"), "1");
     await early.body?.cancel();
-    await until(() => s.healthy, 3_000, "the server to pass 3 checks");
+    await assertEventually(() => s.healthy, 3_000, "the server to pass 3 checks");
     assert.equal(s.health.successes, 3);
     const res = await fetch(`${lb.url}/x`);
     assert.equal(res.status, 200);
@@ -203,15 +170,19 @@ Deno.test("servers added later are checked, and removed servers are checked no m
   const pool = new ServerPool([{ url: slowA.url }]);
   const checks = startHealthChecks(pool, healthConfig("  interval: 20ms\n"), memoryLogger());
   try {
-    await until(() => slowA.stats.checks >= 2, 2_000, "checks of the first server");
+    await assertEventually(() => slowA.stats.checks >= 2, 2_000, "checks of the first server");
     const added = pool.addServer({ url: slowB.url });
-    await until(() => slowB.stats.checks >= 2, 2_000, "checks of the added server");
+    await assertEventually(() => slowB.stats.checks >= 2, 2_000, "checks of the added server");
     assert.equal(added.health.ok, true);
     pool.removeServer(pool.servers[0].id);
     await new Promise((r) => setTimeout(r, 50)); // let a check already on the wire land
     const after = slowA.stats.checks;
     const bBefore = slowB.stats.checks;
-    await until(() => slowB.stats.checks >= bBefore + 3, 2_000, "more checks of the added server");
+    await assertEventually(
+      () => slowB.stats.checks >= bBefore + 3,
+      2_000,
+      "more checks of the added server",
+    );
     assert.equal(slowA.stats.checks, after);
   } finally {
     await checks.stop();
@@ -229,10 +200,10 @@ Deno.test("stop() aborts a check in flight and schedules no more", async () => {
     memoryLogger(),
   );
   try {
-    await until(() => slow.stats.concurrent === 1, 2_000, "a check in flight");
+    await assertEventually(() => slow.stats.concurrent === 1, 2_000, "a check in flight");
     await checks.stop();
     // The server saw the check's connection go away, and nothing was recorded for it.
-    await until(() => slow.stats.concurrent === 0, 2_000, "the check to be aborted");
+    await assertEventually(() => slow.stats.concurrent === 0, 2_000, "the check to be aborted");
     assert.equal(pool.servers[0].health.at, 0);
     const n = slow.stats.checks;
     await new Promise((r) => setTimeout(r, 60));

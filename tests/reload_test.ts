@@ -4,7 +4,7 @@ import { type DemoBackend, startDemoBackend } from "../backends/demo.ts";
 import { parseConfig } from "../src/config.ts";
 import { type Lb, startLb } from "../src/lb.ts";
 import { createLogger } from "../src/log.ts";
-import { until } from "./_stack.ts";
+import { eachLine, until } from "./_stack.ts";
 
 interface LogLine {
   type: string;
@@ -200,20 +200,7 @@ function serve(args: string[]) {
     stderr: "inherit",
   }).spawn();
   const lines: LogLine[] = [];
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const pump = (async () => {
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let i;
-      while ((i = buf.indexOf("\n")) !== -1) {
-        lines.push(JSON.parse(buf.slice(0, i)));
-        buf = buf.slice(i + 1);
-      }
-    }
-  })();
+  const pump = eachLine(child.stdout, (line) => lines.push(JSON.parse(line)));
   return {
     child,
     lines,

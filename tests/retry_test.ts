@@ -5,6 +5,7 @@ import { type Config, parseConfig } from "../src/config.ts";
 import { type Lb, startLb } from "../src/lb.ts";
 import { createLogger } from "../src/log.ts";
 import { backoffMs, mayRetry, RetryBudget } from "../src/retry.ts";
+import { freePort } from "./_stack.ts";
 
 function lbConfig(urls: string[], extra = ""): Config {
   return parseConfig(
@@ -28,14 +29,6 @@ async function withLb(config: Config, fn: (lb: Lb) => Promise<void>): Promise<vo
   } finally {
     await lb.shutdown(2_000);
   }
-}
-
-/** A port nothing listens on (bound, then released). */
-function closedPort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 const MiB = 1024 * 1024;
@@ -119,6 +112,16 @@ function respond(conn: Deno.Conn, status: number, body: string, extra = ""): Pro
     ),
   );
 }
+
+/**
+ * Answers the first request on each connection with keep-alive, then closes the connection
+ * unanswered when a second request arrives on it.
+ */
+const okThenCloseOnReuse: Act = async (conn, nth) => {
+  if (nth > 1) return "close";
+  await respond(conn, 200, "ok", "connection: keep-alive\r\n");
+  return "keep";
+};
 
 /** Reads whole HTTP/1.1 requests (head plus Content-Length or chunked body) off a conn. */
 class RawReader {
@@ -287,7 +290,7 @@ Deno.test("a POST refused at connect is retried on another server with its whole
   const echo = await startDemoBackend({ port: 0, index: 2 });
   try {
     // Round-robin tries the closed port first.
-    await withLb(lbConfig([`http://127.0.0.1:${closedPort()}`, echo.url]), async (lb) => {
+    await withLb(lbConfig([`http://127.0.0.1:${freePort()}`, echo.url]), async (lb) => {
       const res = await fetch(`${lb.url}/echo`, {
         method: "POST",
         body: streamedBody(),
@@ -370,11 +373,7 @@ Deno.test("with every backend answering 503, upstream tries stay within the retr
 Deno.test("a kept-alive connection the backend closes just as it is reused is retried transparently, without spending an attempt", async () => {
   // The first request on each connection is answered with keep-alive; a second one makes
   // the server close the connection unanswered: the race of an idle timeout with reuse.
-  const flaky = rawBackend(async (conn, nth) => {
-    if (nth > 1) return "close";
-    await respond(conn, 200, "ok", "connection: keep-alive\r\n");
-    return "keep";
-  });
+  const flaky = rawBackend(okThenCloseOnReuse);
   try {
     await withLb(lbConfig([flaky.url], "retry: { attempts: 1 }"), async (lb) => {
       for (let i = 0; i < 5; i++) {
@@ -398,11 +397,7 @@ Deno.test({
   // Deno's node:http re-sends a request on a new connection by itself when a reused one
   // died before any response byte, but cannot replay a streamed body. lb must treat that
   // as a stale connection and replay the body from its buffer (it is within bufferLimit).
-  const flaky = rawBackend(async (conn, nth) => {
-    if (nth > 1) return "close";
-    await respond(conn, 200, "ok", "connection: keep-alive\r\n");
-    return "keep";
-  });
+  const flaky = rawBackend(okThenCloseOnReuse);
   try {
     await withLb(lbConfig([flaky.url], "retry: { attempts: 1 }"), async (lb) => {
       const warm = await fetch(`${lb.url}/warm`);
@@ -422,11 +417,7 @@ Deno.test({
 });
 
 Deno.test("a 1 MiB streamed POST meeting a kept-alive connection the backend closed after reading it is not replayed", async () => {
-  const flaky = rawBackend(async (conn, nth) => {
-    if (nth > 1) return "close";
-    await respond(conn, 200, "ok", "connection: keep-alive\r\n");
-    return "keep";
-  });
+  const flaky = rawBackend(okThenCloseOnReuse);
   try {
     await withLb(lbConfig([flaky.url]), async (lb) => {
       const warm = await fetch(`${lb.url}/warm`);

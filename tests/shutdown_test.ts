@@ -4,16 +4,9 @@ import { startDemoBackends } from "../backends/demo.ts";
 import { parseConfig } from "../src/config.ts";
 import { startLb } from "../src/lb.ts";
 import { createLogger } from "../src/log.ts";
+import { assertEventually, delayOrAbort, eachLine } from "./_stack.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out after ${ms}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /**
  * A backend whose `/slow` answers after `delayMs` (or when the client leaves), counting
@@ -31,13 +24,7 @@ function slowBackend(delayMs: number) {
     stats.arrived++;
     stats.inflight++;
     try {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, delayMs);
-        req.signal.addEventListener("abort", () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await delayOrAbort(delayMs, req.signal);
     } finally {
       stats.inflight--;
     }
@@ -61,29 +48,20 @@ async function spawnLb(yaml: string) {
   const lines: string[] = [];
   const stderr = new Response(child.stderr).text();
   let url: string | undefined;
-  const reading = (async () => {
-    let buf = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf("\n")) !== -1) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        lines.push(line);
-        try {
-          const e = JSON.parse(line);
-          if (e.kind === "listen" && e.listener === "traffic") url = e.url;
-        } catch { /* not JSON */ }
-      }
-    }
-  })();
+  const reading = eachLine(child.stdout, (line) => {
+    lines.push(line);
+    try {
+      const e = JSON.parse(line);
+      if (e.kind === "listen" && e.listener === "traffic") url = e.url;
+    } catch { /* not JSON */ }
+  });
   let exited = false;
   const status = child.status.then((s) => {
     exited = true;
     return s;
   });
   try {
-    await until(() => url !== undefined || exited, 20_000, "lb to listen");
+    await assertEventually(() => url !== undefined || exited, 20_000, "lb to listen");
   } catch (e) {
     child.kill("SIGKILL");
     await Promise.all([status, reading, stderr]);
@@ -139,7 +117,11 @@ Deno.test("SIGTERM during a slow request: lb stops accepting, the request comple
       status: r.status,
       body: await r.text(),
     }));
-    await until(() => backend.stats.arrived === 1, 5_000, "the request to reach the backend");
+    await assertEventually(
+      () => backend.stats.arrived === 1,
+      5_000,
+      "the request to reach the backend",
+    );
     lb.child.kill("SIGTERM");
 
     // New connections are refused while the in-flight request is still running.
@@ -171,7 +153,11 @@ Deno.test("SIGTERM with a request longer than shutdownTimeout: lb cuts it at the
       async (r) => `status ${r.status}: ${await r.text()}`,
       (e) => `failed: ${(e as Error).name}`,
     );
-    await until(() => backend.stats.arrived === 1, 5_000, "the request to reach the backend");
+    await assertEventually(
+      () => backend.stats.arrived === 1,
+      5_000,
+      "the request to reach the backend",
+    );
     const t0 = Date.now();
     lb.child.kill("SIGTERM");
     const { code, stderr } = await lb.finish();
@@ -179,7 +165,11 @@ Deno.test("SIGTERM with a request longer than shutdownTimeout: lb cuts it at the
     assert.ok(Date.now() - t0 < 30_000);
     // The client did not get a made-up success.
     assert.doesNotMatch(await pending, /status 200/);
-    await until(() => backend.stats.inflight === 0, 5_000, "the upstream request to be cancelled");
+    await assertEventually(
+      () => backend.stats.inflight === 0,
+      5_000,
+      "the upstream request to be cancelled",
+    );
     const last = JSON.parse(lb.lines.at(-1)!);
     assert.equal(last.message, "stopped; some requests were cut at the shutdown timeout");
   } finally {
@@ -204,7 +194,7 @@ backends:
   try {
     const [s1] = lb.pool.servers;
     const pending = fetch(`${lb.url}/slow`).then(async (r) => [r.status, await r.text()]);
-    await until(() => slow.stats.arrived === 1, 2_000, "the slow request in flight");
+    await assertEventually(() => slow.stats.arrived === 1, 2_000, "the slow request in flight");
     lb.pool.setAdminState(s1, "draining");
     for (let i = 0; i < 6; i++) {
       const res = await fetch(`${lb.url}/x`);
@@ -227,9 +217,9 @@ Deno.test("lb.shutdown waits for in-flight requests and stops the health loop", 
     config: parseConfig(config(slow.url, "").replace("interval: 100ms", "interval: 20ms")),
     logger: createLogger({ format: "json", access: false, write: () => {} }),
   });
-  await until(() => slow.stats.health >= 2, 2_000, "health checks");
+  await assertEventually(() => slow.stats.health >= 2, 2_000, "health checks");
   const pending = fetch(`${lb.url}/slow`).then(async (r) => [r.status, await r.text()]);
-  await until(() => slow.stats.arrived === 1, 2_000, "the request in flight");
+  await assertEventually(() => slow.stats.arrived === 1, 2_000, "the request in flight");
   assert.equal(await lb.shutdown(5_000), true);
   assert.deepEqual(await pending, [200, "slow and complete"]);
   const checks = slow.stats.health;

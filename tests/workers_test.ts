@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../backends/demo.ts";
-import { until } from "./_stack.ts";
+import { freePort, until } from "./_stack.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 /** The pids listening on a TCP port, from `ss`. */
 async function listeners(port: number): Promise<Set<string>> {
