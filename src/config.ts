@@ -245,10 +245,11 @@ export type BackendConfig = Config["backends"][number];
 /** A config that could not be loaded: every problem, one per line, ready to print. */
 export class ConfigError extends Error {
   constructor(readonly source: string, readonly problems: string[]) {
+    // One problem fits on one line; several get one line each.
     super(
-      `${source}: ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n  ${
-        problems.join("\n  ")
-      }`,
+      problems.length === 1
+        ? `${source}: ${problems[0]}`
+        : `${source}: ${problems.length} problems:\n  ${problems.join("\n  ")}`,
     );
   }
 }
