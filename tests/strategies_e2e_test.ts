@@ -125,16 +125,17 @@ Deno.test("random through lb serve: every backend gets some of 90 requests", asy
 for (const strategy of ["consistent-hash", "maglev"]) {
   Deno.test(`${strategy} through lb serve: a user always lands on the same backend, users spread`, async () => {
     await withBackends([0, 0, 0], async (b) => {
-      // Each of 30 users sends twice (requests i and i + 30).
+      // Each of 31 users sends twice (requests u and u + 31; 31 is not a multiple of 3, so a
+      // rotation would move every user).
       const r = await runThroughLb(
         b,
         `strategy: ${strategy}\nhash: {key: "header:x-user"}`,
-        60,
+        62,
         1,
-        (i) => ({ "x-user": `user-${i % 30}` }),
+        (i) => ({ "x-user": `user-${i % 31}` }),
       );
-      for (let u = 0; u < 30; u++) {
-        assert.equal(r.byRequest[u + 30], r.byRequest[u], `user-${u} moved`);
+      for (let u = 0; u < 31; u++) {
+        assert.equal(r.byRequest[u + 31], r.byRequest[u], `user-${u} moved`);
       }
       assert.ok(r.counts.size >= 2, "users spread over the backends");
     });
