@@ -48,6 +48,9 @@ export function errorResponse(
   });
 }
 
+/** Responses with a Content-Length up to this are read whole before answering. */
+const BUFFER_SMALL_BODY = 64 * 1024;
+
 const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
 
 /** The path and query exactly as the client sent them (absolute-form targets lose their authority). */
@@ -230,6 +233,30 @@ export function createProxyHandler(
             if (bad5xx) maybeEject(pool, server, config.outlier, Date.now());
             done(status);
             return new Response(null, { status, headers: resHeaders });
+          }
+          const declared = r.res.headers["content-length"];
+          if (declared !== undefined && Number(declared) <= BUFFER_SMALL_BODY) {
+            // Small and of known length: read it whole, then answer (nginx's proxy_buffering).
+            const got = await upstream.collect(r.res, Number(declared));
+            const now = Date.now();
+            if (typeof got === "string") {
+              pool.endRequest(server, false, ttfb, now);
+              maybeEject(pool, server, config.outlier, now);
+              const msg = `${server.id}: ${got}`;
+              done(502, msg);
+              logger.error(`${method} ${path} failed: ${msg}`, { requestId, backend: server.id });
+              return errorResponse(502, "bad_gateway", msg, requestId);
+            }
+            pool.endRequest(server, !bad5xx, ttfb, now);
+            if (bad5xx) maybeEject(pool, server, config.outlier, now);
+            rec.bytesOut = got.byteLength;
+            done(status);
+            body?.cancel();
+            return new Response(got, {
+              status,
+              statusText: r.res.statusMessage,
+              headers: resHeaders,
+            });
           }
           const srv = server;
           const stream = upstream.stream(r.res, (complete, bytes, why) => {

@@ -320,6 +320,49 @@ export class Upstream {
   }
 
   /**
+   * Reads a small response body whole (its Content-Length is known and small), as nginx's
+   * proxy_buffering does: handing Deno.serve one finished buffer skips the stream machinery,
+   * and a body cut short becomes a clean 502 instead of an aborted connection. Resolves the
+   * bytes, or an error message when the body broke off or fell silent.
+   */
+  collect(res: IncomingMessage, length: number): Promise<Uint8Array<ArrayBuffer> | string> {
+    return new Promise((resolve) => {
+      const watchdog = new Watchdog(this.#timers);
+      const chunks: Uint8Array[] = [];
+      let got = 0;
+      let done = false;
+      const finish = (r: Uint8Array<ArrayBuffer> | string) => {
+        if (done) return;
+        done = true;
+        watchdog.clear();
+        resolve(r);
+      };
+      watchdog.idle(this.opts.idleTimeout, () => {
+        finish("upstream idle timeout");
+        res.destroy();
+      });
+      res.on("data", (chunk: Uint8Array) => {
+        watchdog.activity++;
+        chunks.push(chunk);
+        got += chunk.byteLength;
+      });
+      res.on("end", () => {
+        if (!res.complete || got !== length) return finish("upstream closed mid-body");
+        if (chunks.length === 1) return finish(chunks[0] as Uint8Array<ArrayBuffer>);
+        const body = new Uint8Array(got);
+        let at = 0;
+        for (const c of chunks) {
+          body.set(c, at);
+          at += c.byteLength;
+        }
+        finish(body);
+      });
+      res.on("error", () => finish("upstream closed mid-body"));
+      res.on("close", () => finish("upstream closed mid-body"));
+    });
+  }
+
+  /**
    * The upstream response body as a web stream with backpressure. `onEnd` runs once, with
    * whether the body arrived complete and how many bytes passed. A body cut short, or silent
    * for longer than the idle timeout, makes the stream error, so Deno aborts the client

@@ -113,8 +113,9 @@ Deno.test("a backend response with invalid framing becomes 502", async (t) => {
 Deno.test("a backend that dies mid-body makes lb abort the client connection, never completing the body", async (t) => {
   const cases: [string, string][] = [
     [
+      // Over 64 KiB, so lb streams it rather than reading it whole first.
       "Content-Length body cut short",
-      "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + "x".repeat(100),
+      "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + "x".repeat(100),
     ],
     [
       "chunked body without its last chunk",
@@ -136,6 +137,23 @@ Deno.test("a backend that dies mid-body makes lb abort the client connection, ne
       });
     });
   }
+});
+
+Deno.test("a small body that a backend cuts short is answered 502, since lb reads small bodies whole first", async () => {
+  await withLb(
+    () => ({
+      write: "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + "x".repeat(100),
+      close: true,
+    }),
+    async (url, _be, recs) => {
+      const r = await rawExchange(url, get("/"), { timeoutMs: 3000 });
+      const head = parseHead(r.text);
+      assert.equal(head?.status, 502, r.text);
+      assert.doesNotMatch(head!.rest, /xxxx/, "none of the cut body reached the client");
+      await waitFor(() => recs.length === 1);
+      assert.match(recs[0].error ?? "", /upstream closed mid-body/);
+    },
+  );
 });
 
 /** Sockets in CLOSE-WAIT on any of `ports` (either end). */

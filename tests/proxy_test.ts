@@ -480,8 +480,9 @@ Deno.test("a backend that dies mid-body aborts the client's response instead of 
     for await (const c of l) {
       const buf = new Uint8Array(4096);
       await c.read(buf);
+      // Over 64 KiB, so lb streams it rather than reading it whole first.
       await c.write(
-        new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial"),
+        new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\npartial"),
       );
       c.close();
     }
