@@ -14,7 +14,7 @@ import { STRATEGY_NAMES } from "../strategies/mod.ts";
 import { type Control, ControlError, PersistError } from "./control.ts";
 
 /** Largest request body the API reads. */
-export const MAX_BODY_BYTES = 64 * 1024;
+const MAX_BODY_BYTES = 64 * 1024;
 
 export class ApiError extends Error {
   constructor(
