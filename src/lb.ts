@@ -103,8 +103,9 @@ export function startLb(opts: LbOptions): Lb {
   const config = saved.config;
   const logger = opts.logger ??
     createLogger({ format: resolveFormat(config.log.format), access: config.log.access });
-  const pool = new ServerPool(config.backends, {});
-  for (const s of pool.servers) s.healthy = config.health.assumeHealthy || !config.health.enabled;
+  const pool = new ServerPool(config.backends, {
+    healthy: config.health.assumeHealthy || !config.health.enabled,
+  });
   for (const [id, st] of saved.adminStates) pool.setAdminState(pool.get(id)!, st, "state file");
   const balancer = new Balancer(pool, config.strategy, {
     hash: config.hash,

@@ -120,9 +120,10 @@ export class ServerPool {
   /** Decay constant for latency EWMAs (ms). */
   latencyTau: number;
 
-  constructor(specs: ServerSpec[] = [], opts: { latencyTau?: number } = {}) {
+  /** `healthy`: whether the initial servers start healthy (health.assumeHealthy). */
+  constructor(specs: ServerSpec[] = [], opts: { latencyTau?: number; healthy?: boolean } = {}) {
     this.latencyTau = opts.latencyTau ?? 10_000;
-    for (const s of specs) this.#add(s, true);
+    for (const s of specs) this.#add(s, opts.healthy ?? true);
   }
 
   get servers(): readonly Server[] {
