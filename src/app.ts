@@ -72,6 +72,15 @@ export function createProxyHandler(
   const retryOn = new Set(config.retry.on);
   const guard = createGuard(config.limits);
   const limiter = new ConcurrencyLimiter(config.limits);
+  /**
+   * Reports how a try ended to the state map: in-flight down, latency sample, success or
+   * failure; a failure also feeds outlier detection.
+   */
+  const report = (s: Server, ok: boolean, latencyMs: number | undefined) => {
+    const now = Date.now();
+    pool.endRequest(s, ok, latencyMs, now);
+    if (!ok) maybeEject(pool, s, config.outlier, now);
+  };
 
   return async function handle(req: Request, info: ConnInfo): Promise<Response> {
     const started = performance.now();
@@ -107,12 +116,15 @@ export function createProxyHandler(
       bytesOut: 0,
     };
     let counted = false;
-    let body: BodySource | null = null;
-    const done = (status: number, error?: string) => {
+    const leave = () => {
       if (counted) {
         counted = false;
         limiter.leave(clientIp);
       }
+    };
+    let body: BodySource | null = null;
+    const done = (status: number, error?: string) => {
+      leave();
       rec.status = status;
       rec.durationMs = performance.now() - started;
       if (error) rec.error = error;
@@ -219,8 +231,7 @@ export function createProxyHandler(
             budget.available && untriedServerLeft(pool.servers, tried, Date.now())
           ) {
             r.res.resume(); // drain so the connection can be reused
-            pool.endRequest(server, !bad5xx, ttfb, Date.now());
-            if (bad5xx) maybeEject(pool, server, config.outlier, Date.now());
+            report(server, !bad5xx, ttfb);
             lastFailure = { failure: "status", message: `status ${status}`, server };
             continue;
           }
@@ -229,8 +240,7 @@ export function createProxyHandler(
             (status >= 100 && status < 200);
           if (noBody) {
             r.res.resume();
-            pool.endRequest(server, !bad5xx, ttfb, Date.now());
-            if (bad5xx) maybeEject(pool, server, config.outlier, Date.now());
+            report(server, !bad5xx, ttfb);
             done(status);
             return new Response(null, { status, headers: resHeaders });
           }
@@ -238,17 +248,14 @@ export function createProxyHandler(
           if (declared !== undefined && Number(declared) <= BUFFER_SMALL_BODY) {
             // Small and of known length: read it whole, then answer (nginx's proxy_buffering).
             const got = await upstream.collect(r.res, Number(declared));
-            const now = Date.now();
             if (typeof got === "string") {
-              pool.endRequest(server, false, ttfb, now);
-              maybeEject(pool, server, config.outlier, now);
+              report(server, false, ttfb);
               const msg = `${server.id}: ${got}`;
               done(502, msg);
               logger.error(`${method} ${path} failed: ${msg}`, { requestId, backend: server.id });
               return errorResponse(502, "bad_gateway", msg, requestId);
             }
-            pool.endRequest(server, !bad5xx, ttfb, now);
-            if (bad5xx) maybeEject(pool, server, config.outlier, now);
+            report(server, !bad5xx, ttfb);
             rec.bytesOut = got.byteLength;
             done(status);
             body?.cancel();
@@ -262,8 +269,7 @@ export function createProxyHandler(
           const stream = upstream.stream(r.res, (complete, bytes, why) => {
             // A client that leaves mid-response is not the server's fault.
             const serverFault = !complete && why !== "client went away";
-            pool.endRequest(srv, !serverFault && !bad5xx, ttfb, Date.now());
-            if (serverFault || bad5xx) maybeEject(pool, srv, config.outlier, Date.now());
+            report(srv, !serverFault && !bad5xx, ttfb);
             rec.bytesOut = bytes;
             done(
               complete ? status : why === "client went away" ? 499 : status,
@@ -281,10 +287,8 @@ export function createProxyHandler(
         // The try failed before any response byte.
         const serverFault = r.failure !== "client" && r.failure !== "too-large" &&
           r.failure !== "bad-request";
-        pool.endRequest(server, !serverFault || r.failure === "stale", undefined, Date.now());
-        if (serverFault && r.failure !== "stale") {
-          maybeEject(pool, server, config.outlier, Date.now());
-        }
+        // A stale pooled connection is the pool's fault, not the server's.
+        report(server, !serverFault || r.failure === "stale", undefined);
         lastFailure = { failure: r.failure, message: r.message, server };
         if (r.failure === "client") {
           done(499, r.message);
@@ -344,10 +348,7 @@ export function createProxyHandler(
       );
     } catch (e) {
       // A bug, not a request outcome: still count the request out before Hono answers 500.
-      if (counted) {
-        counted = false;
-        limiter.leave(clientIp);
-      }
+      leave();
       throw e;
     } finally {
       budget.active--;
