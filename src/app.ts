@@ -220,7 +220,7 @@ export function createProxyHandler(
         if (budgeted) budget.release();
 
         if (r.ok) {
-          const status = r.res.statusCode ?? 502;
+          const status = r.res.status;
           const ttfb = performance.now() - t0;
           const bad5xx = status >= 500 && config.outlier.on5xx;
           if (
@@ -230,7 +230,7 @@ export function createProxyHandler(
             // (and its Retry-After) goes to the client rather than being drained and replaced.
             budget.available && untriedServerLeft(pool.servers, tried, Date.now())
           ) {
-            r.res.resume(); // drain so the connection can be reused
+            upstream.discard(r.res); // drained when small, so the connection can be reused
             report(server, !bad5xx, ttfb);
             lastFailure = { failure: "status", message: `status ${status}`, server };
             continue;
@@ -239,15 +239,15 @@ export function createProxyHandler(
           const noBody = method === "HEAD" || status === 204 || status === 304 ||
             (status >= 100 && status < 200);
           if (noBody) {
-            r.res.resume();
+            upstream.discard(r.res);
             report(server, !bad5xx, ttfb);
             done(status);
             return new Response(null, { status, headers: resHeaders });
           }
-          const declared = r.res.headers["content-length"];
-          if (declared !== undefined && Number(declared) <= BUFFER_SMALL_BODY) {
+          const declared = r.res.contentLength;
+          if (declared !== undefined && declared <= BUFFER_SMALL_BODY) {
             // Small and of known length: read it whole, then answer (nginx's proxy_buffering).
-            const got = await upstream.collect(r.res, Number(declared));
+            const got = await upstream.collect(r.res, declared);
             if (typeof got === "string") {
               report(server, false, ttfb);
               const msg = `${server.id}: ${got}`;
@@ -261,7 +261,7 @@ export function createProxyHandler(
             body?.cancel();
             return new Response(got, {
               status,
-              statusText: r.res.statusMessage,
+              statusText: r.res.statusText,
               headers: resHeaders,
             });
           }
@@ -279,7 +279,7 @@ export function createProxyHandler(
           });
           return new Response(stream, {
             status,
-            statusText: r.res.statusMessage,
+            statusText: r.res.statusText,
             headers: resHeaders,
           });
         }

@@ -27,7 +27,6 @@
  * connection (peer address and port) for {@link POISON_MS}: any further request on it is
  * refused as well and never reaches a backend.
  */
-import type { OutgoingHttpHeaders } from "node:http";
 
 export interface GuardLimits {
   /** Longest request target (path and query) in bytes; 0 = no limit. */
@@ -82,7 +81,7 @@ const POISON_MAX = 10_000;
 export type Guard = (
   req: Request,
   peer: Deno.NetAddr | undefined,
-  upstream: OutgoingHttpHeaders,
+  upstream: Record<string, string>,
 ) => Refusal | undefined;
 
 /**
@@ -130,7 +129,7 @@ export function createGuard(limits: GuardLimits, now: () => number = Date.now): 
 
 function check(
   req: Request,
-  upstream: OutgoingHttpHeaders,
+  upstream: Record<string, string>,
   limits: GuardLimits,
 ): Refusal | undefined {
   const h = req.headers;
@@ -149,7 +148,7 @@ function check(
   const url = req.url;
   const authority = authorityOf(url);
   // Host and Content-Length are read from `upstream` (a plain object, cheaper than Headers).
-  const host = typeof upstream["host"] === "string" ? upstream["host"] : null;
+  const host = upstream["host"] ?? null;
   if (host === null) {
     // No Host line: Deno fills req.url with localhost:<port>. An absolute-form target or an
     // HTTP/2 :authority names the authority instead; anything else is a request without one.
@@ -180,7 +179,7 @@ function check(
   // Framing. Deno refuses every Transfer-Encoding except a final `chunked` after other
   // codings; lb de-chunks and re-frames the body, so anything but plain `chunked` is refused.
   const te = h.get("transfer-encoding");
-  const cl = typeof upstream["content-length"] === "string" ? upstream["content-length"] : null;
+  const cl = upstream["content-length"] ?? null;
   if (te !== null) {
     if (te.trim().toLowerCase() !== "chunked") {
       return refuse(
@@ -220,11 +219,7 @@ function check(
     // Counted on the headers lb is about to forward (iterating a Deno Headers object costs
     // microseconds; the plain object is already built). Hop-by-hop fields are not in it.
     let bytes = 0;
-    for (const name in upstream) {
-      const v = upstream[name];
-      if (typeof v === "string") bytes += name.length + v.length + 4;
-      else if (Array.isArray(v)) { for (const x of v) bytes += name.length + x.length + 4; }
-    }
+    for (const name in upstream) bytes += name.length + upstream[name].length + 4;
     if (bytes > limits.maxHeaderBytes) {
       return refuse(
         431,

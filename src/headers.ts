@@ -3,7 +3,6 @@
  * direction, and lb says who the client was (X-Forwarded-*, Via) only after removing them,
  * so `Connection: x-forwarded-for` cannot erase what lb adds.
  */
-import type { OutgoingHttpHeaders } from "node:http";
 
 /** Always hop-by-hop (RFC 9110 §7.6.1), plus the legacy ones proxies strip too. */
 const HOP_BY_HOP = new Set([
@@ -46,9 +45,9 @@ const VIA = "1.1 lb";
  * The headers to send upstream: the client's, minus hop-by-hop fields, plus X-Forwarded-*,
  * Via and X-Request-Id. The client's Host is kept as it is.
  */
-export function upstreamRequestHeaders(h: Headers, info: ForwardInfo): OutgoingHttpHeaders {
+export function upstreamRequestHeaders(h: Headers, info: ForwardInfo): Record<string, string> {
   const extra = connectionTokens(h.get("connection"));
-  const out: OutgoingHttpHeaders = {};
+  const out: Record<string, string> = {};
   let xff: string | undefined;
   let xfh: string | undefined;
   let xfp: string | undefined;

@@ -1,26 +1,34 @@
 /**
  * Forward one try of a request to one server, and stream the answer back.
  *
- * The upstream client is `node:http`, not `fetch`: Deno's fetch decompresses every gzip or
- * br response whose request did not say `Accept-Encoding: identity` and offers no way to
- * turn that off (denoland/deno#12291), so a proxy built on it cannot pass bytes through
- * unchanged. node:http sends exactly the headers it is given (no invented Accept,
- * User-Agent or Accept-Encoding), keeps the client's Host, returns raw headers with
- * repeated Set-Cookie intact, rejects bad framing from backends with a parse error,
- * reports a body cut short, and lets lb hold back a request body until the connection is
- * up, so a refused connection never consumes a byte of it.
+ * The upstream client is lb's own HTTP/1.1 client on `Deno.connect` (http1.ts; why not
+ * fetch or node:http is explained there): it sends exactly the headers it is given and
+ * frames the body itself, returns the response's field lines as received (repeated
+ * Set-Cookie intact), refuses bad framing from backends, reports a body cut short, and
+ * writes a request body only once the connection is up, so a refused connection never
+ * consumes a byte of it and the request can go to another server.
+ *
+ * `Upstream` keeps a pool of idle keep-alive connections per backend (last in, first out),
+ * and the deadlines of every try: connect, response headers, and silence mid-body.
  */
-import http, { type IncomingMessage, type OutgoingHttpHeaders } from "node:http";
-import type { Socket } from "node:net";
 import { type BodySource, BodyTooLargeError, ClientBodyError } from "./body.ts";
+import {
+  ConnectionClosed,
+  Http1Conn,
+  latin1Bytes,
+  ProtocolError,
+  requestHead,
+  type ResponseHead,
+} from "./http1.ts";
 import type { Server } from "./state.ts";
+import { TimerPool, Watchdog } from "./timers.ts";
 
 export interface UpstreamOptions {
   /** Time to establish a new connection (ms). */
   connectTimeout: number;
   /** Time to response headers (ms), connecting included. */
   headerTimeout: number;
-  /** Longest silence on the upstream socket once headers arrived, either direction (ms). */
+  /** Longest silence on the upstream connection once headers arrived (ms). */
   idleTimeout: number;
   /** Idle keep-alive connections are closed after this (ms). */
   poolIdleTimeout: number;
@@ -34,7 +42,7 @@ export type TryFailure =
   | "stale"
   /** The connection broke after it was up, before any response byte. */
   | "reset"
-  /** No response headers within the header timeout, or the socket fell silent. */
+  /** No response headers within the header timeout. */
   | "timeout"
   /** The server's response could not be parsed (bad framing). */
   | "protocol"
@@ -46,161 +54,132 @@ export type TryFailure =
   | "bad-request";
 
 export type TryResult =
-  | { ok: true; res: IncomingMessage }
+  | { ok: true; res: UpstreamResponse }
   | { ok: false; failure: TryFailure; message: string };
 
-const CONNECT_CODES = new Set([
-  "ECONNREFUSED",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EADDRNOTAVAIL",
-]);
+/** Idle connections kept per backend at most; more are closed as they come back. */
+const MAX_IDLE_PER_BACKEND = 1024;
+/** A response body up to this size is read to the end to keep its connection (discard). */
+const DRAIN_LIMIT = 64 * 1024;
 
-/** When a pooled socket became idle (performance.now()). */
-const IDLE_SINCE = Symbol("lb.idleSince");
-type IdleSocket = Socket & { [IDLE_SINCE]?: number };
+/** One request on one connection: the state that decides whether the connection is reused. */
+class Exchange {
+  /** Settles when the request (head and body) has been written, or its writing stopped. */
+  sending: Promise<void> = Promise.resolve();
+  /** The whole request went out. */
+  sent = false;
+  /** The last piece of the request body is being written. */
+  lastWrite = false;
+  /** The client's body failed (too large, malformed, client gone). */
+  bodyError: Error | undefined;
+  released = false;
 
-type NodeTimeout = ReturnType<typeof setTimeout> & { refresh(): unknown; unref(): unknown };
-
-/** A timer that is re-armed with `refresh()` and handed from request to request. */
-interface PooledTimer {
-  handle: NodeTimeout;
-  /** What to run when it fires; null while it waits in the pool. */
-  fire: (() => void) | null;
-  pool: TimerPool | null;
+  constructor(readonly key: string, readonly conn: Http1Conn) {}
 }
 
-/**
- * Timers of one fixed delay, reused. Creating and clearing a timer costs about 1.2 µs in
- * Deno 2.9, re-arming one with `refresh()` about 0.1 µs; with two deadlines per request that
- * difference was several percent of lb's CPU. A timer returned to the pool is not cleared
- * (a cleared timer cannot be refreshed): it may still fire, and then does nothing.
- */
-class TimerPool {
-  #free: PooledTimer[] = [];
-  #all: PooledTimer[] = [];
+/** A response whose head has arrived. Read its body with collect(), stream() or discard(). */
+export class UpstreamResponse {
+  readonly status: number;
+  readonly statusText: string;
+  /** Field lines as received: [name, value, …]. */
+  readonly rawHeaders: string[];
+  /** The declared Content-Length; undefined for chunked, close-delimited or no body. */
+  readonly contentLength: number | undefined;
 
-  constructor(readonly ms: number) {}
-
-  acquire(fire: () => void): PooledTimer {
-    let t = this.#free.pop();
-    if (t === undefined) {
-      const created: PooledTimer = { handle: undefined!, fire: null, pool: this };
-      created.handle = setTimeout(() => created.fire?.(), this.ms) as NodeTimeout;
-      // Pooled timers never keep the process alive by themselves; a request in flight does.
-      created.handle.unref();
-      this.#all.push(created);
-      t = created;
-    } else t.handle.refresh();
-    t.fire = fire;
-    return t;
-  }
-
-  release(t: PooledTimer): void {
-    t.fire = null;
-    this.#free.push(t);
-  }
-
-  close(): void {
-    for (const t of this.#all) clearTimeout(t.handle);
-    this.#all = [];
-    this.#free = [];
+  constructor(head: ResponseHead, readonly exchange: Exchange) {
+    this.status = head.status;
+    this.statusText = head.statusText;
+    this.rawHeaders = head.rawHeaders;
+    this.contentLength = head.framing === "length" ? head.length : undefined;
   }
 }
 
-/**
- * One deadline at a time for one request: a connect or header deadline (`arm`), or an idle
- * deadline (`idle`) for which body chunks only bump a counter; when the timer fires it
- * re-arms itself if there was activity since, so a streaming body costs no timer work per
- * chunk.
- */
-class Watchdog {
-  #timer: PooledTimer | undefined;
-  activity = 0;
-
-  constructor(readonly timers: (ms: number) => TimerPool | undefined) {}
-
-  arm(ms: number, fire: () => void): void {
-    this.clear();
-    const pool = this.timers(ms);
-    if (pool) this.#timer = pool.acquire(fire);
-    else {
-      // An unusual delay (a request's remaining overall deadline): a plain one-off timer.
-      const t: PooledTimer = {
-        handle: setTimeout(() => t.fire?.(), ms) as NodeTimeout,
-        fire,
-        pool: null,
-      };
-      this.#timer = t;
-    }
-  }
-
-  /** From now on: fire `expire` after `ms` without activity. */
-  idle(ms: number, expire: () => void): void {
-    let seen = this.activity;
-    this.arm(ms, () => {
-      if (this.activity === seen) return expire();
-      seen = this.activity;
-      this.#timer?.handle.refresh();
-    });
-  }
-
-  clear(): void {
-    const t = this.#timer;
-    if (t === undefined) return;
-    this.#timer = undefined;
-    if (t.pool) t.pool.release(t);
-    else {
-      t.fire = null;
-      clearTimeout(t.handle);
-    }
-  }
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /**
- * The upstream side of one lb instance: a keep-alive connection pool, and the timeouts of
- * every try and response body.
- *
- * The pool's idle timeout is enforced by one pruning timer rather than node's per-socket
- * timeouts (which the agent's own `timeout` option would reset on every reuse): node timers
- * were a measurable share of the per-request cost.
+ * The upstream side of one lb instance: keep-alive connections per backend, and the
+ * timeouts of every try and response body.
  */
 export class Upstream {
-  readonly agent: http.Agent;
+  #idle = new Map<string, Http1Conn[]>();
+  /** Connections carrying an exchange, closed by close(). */
+  #busy = new Set<Http1Conn>();
   #pruneTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #pools: Map<number, TimerPool>;
   readonly #timers = (ms: number) => this.#pools.get(ms);
 
   constructor(readonly opts: UpstreamOptions) {
-    this.agent = new http.Agent({ keepAlive: true, scheduling: "lifo" });
     this.#pools = new Map(
-      [opts.connectTimeout, opts.headerTimeout, opts.idleTimeout].map((
+      [opts.connectTimeout, opts.headerTimeout, opts.idleTimeout].map((ms) => [
         ms,
-      ) => [ms, new TimerPool(ms)]),
+        new TimerPool(ms),
+      ]),
     );
-    // Idle pooled connections are closed after poolIdleTimeout, which must stay below the
-    // backends' own keep-alive timeout (else: random stale-connection errors).
-    this.agent.on("free", (sock: Socket) => {
-      (sock as IdleSocket)[IDLE_SINCE] = performance.now();
-      if (this.#pruneTimer === undefined && !this.#closed) {
-        const every = Math.max(50, Math.min(1000, opts.poolIdleTimeout / 4));
-        this.#pruneTimer = setInterval(() => this.#prune(), every);
-      }
-    });
   }
 
+  /** Idle pooled connections, over all backends (for tests and metrics). */
+  get idleConnections(): number {
+    let n = 0;
+    for (const list of this.#idle.values()) n += list.length;
+    return n;
+  }
+
+  /** Stops the pruning timer and closes every connection, idle or busy. */
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#pruneTimer);
+    this.#pruneTimer = undefined;
+    for (const list of this.#idle.values()) for (const c of list) c.close();
+    this.#idle.clear();
+    for (const c of this.#busy) c.close();
+    this.#busy.clear();
+    for (const pool of this.#pools.values()) pool.close();
+  }
+
+  #take(key: string): Http1Conn | undefined {
+    const list = this.#idle.get(key);
+    if (list === undefined) return undefined;
+    let c = list.pop();
+    while (c !== undefined && c.closed) c = list.pop();
+    return c;
+  }
+
+  #park(key: string, c: Http1Conn): void {
+    let list = this.#idle.get(key);
+    if (list === undefined) this.#idle.set(key, list = []);
+    if (this.#closed || list.length >= MAX_IDLE_PER_BACKEND) return c.close();
+    c.idleSince = performance.now();
+    list.push(c);
+    c.watch(() => {
+      const i = list.indexOf(c);
+      if (i !== -1) list.splice(i, 1);
+    });
+    if (this.#pruneTimer === undefined) {
+      const every = Math.max(50, Math.min(1000, this.opts.poolIdleTimeout / 4));
+      this.#pruneTimer = setInterval(() => this.#prune(), every);
+    }
+  }
+
+  /**
+   * Idle connections are closed after poolIdleTimeout, which must stay below the
+   * backends' own keep-alive timeout (else: random stale-connection errors).
+   */
   #prune(): void {
     const now = performance.now();
     let left = 0;
-    for (const list of Object.values(this.agent.freeSockets)) {
-      for (const sock of list ?? []) {
-        if (now - ((sock as IdleSocket)[IDLE_SINCE] ?? now) >= this.opts.poolIdleTimeout) {
-          sock.destroy();
-        } else left++;
-      }
+    for (const [key, list] of this.#idle) {
+      const keep = list.filter((c) => {
+        if (c.closed) return false;
+        if (now - c.idleSince < this.opts.poolIdleTimeout) return true;
+        c.close();
+        return false;
+      });
+      if (keep.length === 0) this.#idle.delete(key);
+      else this.#idle.set(key, keep);
+      left += keep.length;
     }
     if (left === 0) {
       clearInterval(this.#pruneTimer);
@@ -208,115 +187,233 @@ export class Upstream {
     }
   }
 
-  /** Stops the pruning timer and closes every pooled connection. */
-  close(): void {
-    this.#closed = true;
-    clearInterval(this.#pruneTimer);
-    this.#pruneTimer = undefined;
-    for (const pool of this.#pools.values()) pool.close();
-    this.agent.destroy();
+  /**
+   * Ends an exchange: its connection goes back to the pool when the response was read to
+   * the end (`clean`), the request was fully written and both sides allow keep-alive;
+   * otherwise it is closed.
+   */
+  #release(ex: Exchange, clean: boolean): void {
+    if (ex.released) return;
+    ex.released = true;
+    const c = ex.conn;
+    if (!clean || !c.reusable || this.#closed) {
+      this.#busy.delete(c);
+      c.close();
+    } else if (ex.sent) {
+      this.#busy.delete(c);
+      this.#park(ex.key, c);
+    } else if (ex.lastWrite) {
+      // The answer came while the body's last bytes were still being handed to the socket.
+      ex.sending.then(() => {
+        this.#busy.delete(c);
+        if (ex.sent && c.reusable) this.#park(ex.key, c);
+        else c.close();
+      });
+    } else {
+      // The backend answered before reading the whole body: this connection is done.
+      this.#busy.delete(c);
+      c.close();
+    }
   }
 
   /**
    * Sends one try to `server`. Resolves when response headers arrive or the try fails;
    * never rejects. The request body (if any) is written only once the connection is up.
    */
-  try(
+  async try(
     server: Server,
     method: string,
     path: string,
-    headers: OutgoingHttpHeaders,
+    headers: Record<string, string>,
     body: BodySource | null,
     signal: AbortSignal,
     headerTimeout = this.opts.headerTimeout,
   ): Promise<TryResult> {
-    const opts = this.opts;
-    return new Promise((resolve) => {
-      let settled = false;
-      let connected = false;
-      let reused = false;
-      let sockets = 0;
-      let newConnection = false;
-      const creq = http.request({
-        host: server.hostname,
-        port: server.port,
-        method,
-        path,
-        headers,
-        agent: this.agent,
-        setHost: false,
-      });
-      const started = performance.now();
-      const watchdog = new Watchdog(this.#timers);
-      const expired = () =>
-        connected ? fail("timeout", `no response headers within ${headerTimeout}ms`) : fail(
-          "connect",
-          `no connection to ${server.url} within ${Math.round(performance.now() - started)}ms`,
-        );
-      const finish = (r: TryResult) => {
-        if (settled) return;
-        settled = true;
-        signal.removeEventListener("abort", onAbort);
-        watchdog.clear();
-        if (!r.ok) creq.destroy();
-        resolve(r);
-      };
-      const fail = (failure: TryFailure, message: string) =>
-        finish({ ok: false, failure, message });
-      const onAbort = () => fail("client", "client went away");
-      signal.addEventListener("abort", onAbort);
-      watchdog.arm(headerTimeout, expired);
-
-      creq.on("socket", (sock: Socket) => {
-        // Deno's node:http silently re-sends a request on a new connection when a reused one
-        // dies before any response byte, and says so only by a second "socket" event. lb's
-        // own retry rules (and its body buffer) decide instead.
-        if (++sockets > 1) {
-          fail("stale", `kept-alive connection to ${server.url} was closed`);
-          return;
+    if (signal.aborted) return { ok: false, failure: "client", message: "client went away" };
+    const key = server.url;
+    const started = performance.now();
+    const watchdog = new Watchdog(this.#timers);
+    let expired = false;
+    let clientGone = false;
+    let conn = this.#take(key);
+    const reused = conn !== undefined;
+    let connecting: AbortController | undefined;
+    const onAbort = () => {
+      clientGone = true;
+      connecting?.abort();
+      conn?.close();
+    };
+    signal.addEventListener("abort", onAbort);
+    try {
+      if (conn === undefined) {
+        connecting = new AbortController();
+        const ms = Math.min(this.opts.connectTimeout, headerTimeout);
+        const ac = connecting;
+        watchdog.arm(ms, () => {
+          expired = true;
+          ac.abort();
+        });
+        let tcp: Deno.TcpConn;
+        try {
+          tcp = await Deno.connect({
+            hostname: server.hostname,
+            port: server.port,
+            signal: ac.signal,
+          });
+        } catch (e) {
+          if (clientGone) return { ok: false, failure: "client", message: "client went away" };
+          return {
+            ok: false,
+            failure: "connect",
+            message: expired
+              ? `no connection to ${server.url} within ${Math.round(performance.now() - started)}ms`
+              : `cannot connect to ${server.url}: ${errorText(e)}`,
+          };
         }
-        reused = creq.reusedSocket;
-        const start = () => {
-          if (settled) return;
-          if (newConnection && opts.connectTimeout < headerTimeout) {
-            // Connected: back to the header deadline, counted from the start of the try.
-            watchdog.arm(Math.max(1, started + headerTimeout - performance.now()), expired);
+        connecting = undefined;
+        tcp.setNoDelay(true);
+        conn = new Http1Conn(tcp);
+        if (this.#closed || clientGone) {
+          conn.close();
+          return { ok: false, failure: "client", message: "client went away" };
+        }
+        // Connected: the header deadline counts from the start of the try.
+        const left = Math.max(1, started + headerTimeout - performance.now());
+        const c = conn;
+        watchdog.arm(left, () => {
+          expired = true;
+          c.close();
+        });
+      } else {
+        conn.claim();
+        const c = conn;
+        watchdog.arm(headerTimeout, () => {
+          expired = true;
+          c.close();
+        });
+      }
+      const c = conn;
+      this.#busy.add(c);
+      c.uses++;
+      const ex = new Exchange(key, c);
+      ex.sending = this.#send(ex, method, path, headers, body);
+
+      let head: ResponseHead;
+      try {
+        head = await c.readHead(method);
+      } catch (e) {
+        this.#busy.delete(c);
+        c.close();
+        // A failed client body closes the connection after noting why, so it is known here.
+        const be = ex.bodyError;
+        if (be instanceof BodyTooLargeError) {
+          return { ok: false, failure: "too-large", message: be.message };
+        }
+        if (be instanceof ClientBodyError) {
+          return {
+            ok: false,
+            failure: be.malformed ? "bad-request" : "client",
+            message: be.message,
+          };
+        }
+        if (clientGone) return { ok: false, failure: "client", message: "client went away" };
+        if (expired) {
+          return {
+            ok: false,
+            failure: "timeout",
+            message: `no response headers within ${headerTimeout}ms`,
+          };
+        }
+        if (e instanceof ProtocolError) {
+          return {
+            ok: false,
+            failure: "protocol",
+            message: `invalid response from ${server.url}: ${e.message}`,
+          };
+        }
+        if (e instanceof ConnectionClosed && !e.beforeResponse) {
+          return { ok: false, failure: "protocol", message: `${server.url}: ${e.message}` };
+        }
+        // Closed or reset before any response byte.
+        return reused
+          ? {
+            ok: false,
+            failure: "stale",
+            message: `kept-alive connection to ${server.url} was closed: ${errorText(e)}`,
           }
-          connected = true;
-          if (body) {
-            pump(body, creq).catch((e) => {
-              if (e instanceof BodyTooLargeError) fail("too-large", e.message);
-              else if (e instanceof ClientBodyError) {
-                fail(e.malformed ? "bad-request" : "client", e.message);
-              }
-              // Write errors surface as creq "error" events.
-            });
-          }
-        };
-        if (sock.connecting) {
-          // A new connection gets the (usually shorter) connect deadline first.
-          newConnection = true;
-          if (opts.connectTimeout < headerTimeout) watchdog.arm(opts.connectTimeout, expired);
-          sock.once("connect", start);
-        } else start();
-      });
-      creq.on("response", (res) => {
-        if (settled) res.destroy();
-        else finish({ ok: true, res });
-      });
-      creq.on("error", (e: Error & { code?: string }) => {
-        if (settled) return;
-        const code = e.code ?? "";
-        if (!connected || CONNECT_CODES.has(code)) {
-          fail("connect", `cannot connect to ${server.url}: ${code || e.message}`);
-        } else if (code.startsWith("HPE_")) {
-          fail("protocol", `invalid response from ${server.url}: ${e.message}`);
-        } else if (reused) {
-          fail("stale", `kept-alive connection to ${server.url} was closed: ${code || e.message}`);
-        } else fail("reset", `connection to ${server.url} failed: ${code || e.message}`);
-      });
-      if (!body) creq.end();
-    });
+          : {
+            ok: false,
+            failure: "reset",
+            message: `connection to ${server.url} failed: ${errorText(e)}`,
+          };
+      }
+      return { ok: true, res: new UpstreamResponse(head, ex) };
+    } finally {
+      watchdog.clear();
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
+   * Writes the request: head, then the body with the framing lb chose (the client's
+   * Content-Length, or chunked). Never rejects: a client body failure is kept in
+   * `ex.bodyError` and closes the connection; a write failure (the backend closed) is left
+   * for the response side to report.
+   */
+  async #send(
+    ex: Exchange,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: BodySource | null,
+  ): Promise<void> {
+    const c = ex.conn;
+    try {
+      if (body === null) {
+        ex.lastWrite = true;
+        await c.write(latin1Bytes(requestHead(method, path, headers, false, 0)));
+        ex.sent = true;
+        return;
+      }
+      const declared = headers["content-length"];
+      const length = declared === undefined ? -1 : Number(declared);
+      await c.write(latin1Bytes(requestHead(method, path, headers, true, length)));
+      for (let i = 0;; i++) {
+        const chunk = await body.chunkAt(i);
+        if (c.closed) return;
+        if (chunk === null) {
+          ex.lastWrite = true;
+          if (length < 0) await c.write(LAST_CHUNK);
+          break;
+        }
+        if (chunk.byteLength === 0) continue;
+        if (length >= 0) await c.write(chunk);
+        else {
+          await c.write(latin1Bytes(`${chunk.byteLength.toString(16)}\r\n`));
+          await c.write(chunk);
+          await c.write(CRLF);
+        }
+      }
+      ex.sent = true;
+    } catch (e) {
+      if (e instanceof BodyTooLargeError || e instanceof ClientBodyError) {
+        ex.bodyError = e;
+        c.close();
+      }
+      // Otherwise the backend closed or reset the connection: the read side reports it.
+    }
+  }
+
+  /** Lets go of a response whose body lb will not forward (a retried status, or no body). */
+  discard(res: UpstreamResponse): void {
+    const ex = res.exchange;
+    const c = ex.conn;
+    if (c.bodyDone) return this.#release(ex, true);
+    if (res.contentLength === undefined || res.contentLength > DRAIN_LIMIT) {
+      return this.#release(ex, false);
+    }
+    // A small body: read it to the end in the background so the connection can be reused.
+    this.collect(res, res.contentLength).then(() => {});
   }
 
   /**
@@ -325,121 +422,109 @@ export class Upstream {
    * and a body cut short becomes a clean 502 instead of an aborted connection. Resolves the
    * bytes, or an error message when the body broke off or fell silent.
    */
-  collect(res: IncomingMessage, length: number): Promise<Uint8Array<ArrayBuffer> | string> {
-    return new Promise((resolve) => {
-      const watchdog = new Watchdog(this.#timers);
-      const chunks: Uint8Array[] = [];
-      let got = 0;
-      let done = false;
-      const finish = (r: Uint8Array<ArrayBuffer> | string) => {
-        if (done) return;
-        done = true;
-        watchdog.clear();
-        resolve(r);
-      };
-      watchdog.idle(this.opts.idleTimeout, () => {
-        finish("upstream idle timeout");
-        res.destroy();
-      });
-      res.on("data", (chunk: Uint8Array) => {
-        watchdog.activity++;
-        chunks.push(chunk);
-        got += chunk.byteLength;
-      });
-      res.on("end", () => {
-        if (!res.complete || got !== length) return finish("upstream closed mid-body");
-        if (chunks.length === 1) return finish(chunks[0] as Uint8Array<ArrayBuffer>);
-        const body = new Uint8Array(got);
-        let at = 0;
-        for (const c of chunks) {
-          body.set(c, at);
-          at += c.byteLength;
-        }
-        finish(body);
-      });
-      res.on("error", () => finish("upstream closed mid-body"));
-      res.on("close", () => finish("upstream closed mid-body"));
+  async collect(res: UpstreamResponse, length: number): Promise<Uint8Array<ArrayBuffer> | string> {
+    const ex = res.exchange;
+    const c = ex.conn;
+    const watchdog = new Watchdog(this.#timers);
+    let silent = false;
+    watchdog.idle(this.opts.idleTimeout, () => {
+      silent = true;
+      c.close();
     });
+    try {
+      let first = await c.readBody();
+      if (first === null) first = new Uint8Array(0);
+      let out = first;
+      if (first.byteLength < length) {
+        out = new Uint8Array(length);
+        out.set(first);
+        let at = first.byteLength;
+        for (;;) {
+          watchdog.activity++;
+          const piece = await c.readBody();
+          if (piece === null) break;
+          out.set(piece, at);
+          at += piece.byteLength;
+        }
+      }
+      this.#release(ex, true);
+      return out;
+    } catch (e) {
+      this.#release(ex, false);
+      if (silent) return "upstream idle timeout";
+      return e instanceof ProtocolError
+        ? `invalid response body: ${e.message}`
+        : "upstream closed mid-body";
+    } finally {
+      watchdog.clear();
+    }
   }
 
   /**
-   * The upstream response body as a web stream with backpressure. `onEnd` runs once, with
-   * whether the body arrived complete and how many bytes passed. A body cut short, or silent
-   * for longer than the idle timeout, makes the stream error, so Deno aborts the client
-   * connection instead of presenting a truncated body as complete.
+   * The upstream response body as a web stream with backpressure: the backend is read only
+   * as fast as the client takes the bytes. `onEnd` runs once, with whether the body arrived
+   * complete and how many bytes passed. A body cut short, or silent for longer than the
+   * idle timeout, makes the stream error, so Deno aborts the client connection instead of
+   * presenting a truncated body as complete.
    */
   stream(
-    res: IncomingMessage,
+    res: UpstreamResponse,
     onEnd: (complete: boolean, bytes: number, why?: string) => void,
   ): ReadableStream<Uint8Array> {
+    const ex = res.exchange;
+    const c = ex.conn;
     let bytes = 0;
     let ended = false;
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    let silent = false;
     const watchdog = new Watchdog(this.#timers);
     const end = (complete: boolean, why?: string) => {
       if (ended) return;
       ended = true;
       watchdog.clear();
-      if (complete) controller.close();
-      else if (why !== "client went away") controller.error(cutShort(why!));
+      this.#release(ex, complete);
       onEnd(complete, bytes, why);
     };
     watchdog.idle(this.opts.idleTimeout, () => {
-      end(false, "upstream idle timeout");
-      res.destroy();
+      silent = true;
+      c.close();
     });
     return new ReadableStream<Uint8Array>({
-      start(c) {
-        controller = c;
-        res.on("data", (chunk: Uint8Array) => {
-          bytes += chunk.byteLength;
-          watchdog.activity++;
-          c.enqueue(chunk);
-          if (c.desiredSize !== null && c.desiredSize <= 0) res.pause();
-        });
-        res.on(
-          "end",
-          () => end(res.complete, res.complete ? undefined : "upstream closed mid-body"),
-        );
-        res.on("error", () => end(false, "upstream closed mid-body"));
-        res.on("close", () => {
-          if (!res.complete) end(false, "upstream closed mid-body");
-        });
-      },
-      pull() {
-        // The client is reading: a paused upstream is waiting on us, not silent.
+      async pull(controller) {
+        // The client is reading: a pause here is the client's, not the backend's silence.
         watchdog.activity++;
-        res.resume();
+        try {
+          const piece = await c.readBody();
+          watchdog.activity++;
+          if (ended) return;
+          if (piece === null) {
+            end(true);
+            controller.close();
+            return;
+          }
+          bytes += piece.byteLength;
+          controller.enqueue(piece);
+        } catch (e) {
+          if (ended) return;
+          const why = silent
+            ? "upstream idle timeout"
+            : e instanceof ProtocolError
+            ? `invalid response body: ${e.message}`
+            : "upstream closed mid-body";
+          end(false, why);
+          controller.error(cutShort(why));
+        }
       },
       cancel() {
-        res.destroy();
+        if (ended) return;
+        c.close();
         end(false, "client went away");
       },
-    }, { highWaterMark: 4 });
+    }, { highWaterMark: 2 });
   }
 }
 
-/** Writes the body to the upstream request with backpressure, then ends it. */
-async function pump(body: BodySource, creq: http.ClientRequest): Promise<void> {
-  for (let i = 0;; i++) {
-    const chunk = await body.chunkAt(i);
-    if (creq.destroyed) return;
-    if (chunk === null) break;
-    if (!creq.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          creq.off("drain", done);
-          creq.off("close", done);
-          resolve();
-        };
-        creq.on("drain", done);
-        creq.on("close", done);
-      });
-      if (creq.destroyed) return;
-    }
-  }
-  creq.end();
-}
+const CRLF = new Uint8Array([13, 10]);
+const LAST_CHUNK = new Uint8Array([48, 13, 10, 13, 10]);
 
 /**
  * The error a cut-short response stream ends with. Deno.serve prints it as it aborts the

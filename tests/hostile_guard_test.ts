@@ -1,6 +1,5 @@
 /** The guard and the concurrency limiter on their own, with an injected clock. */
 import assert from "node:assert/strict";
-import type { OutgoingHttpHeaders } from "node:http";
 import { ConcurrencyLimiter } from "../src/conn_limit.ts";
 import { createGuard, POISON_MS } from "../src/guard.ts";
 
@@ -9,7 +8,7 @@ const peer = (port: number): Deno.NetAddr => ({ transport: "tcp", hostname: "10.
 
 function request(method: string, url: string, headers: Record<string, string>) {
   const req = new Request(url, { method, headers });
-  const upstream: OutgoingHttpHeaders = Object.fromEntries(req.headers);
+  const upstream: Record<string, string> = Object.fromEntries(req.headers);
   return { req, upstream };
 }
 

@@ -394,9 +394,8 @@ Deno.test({
   name:
     "a streamed POST meeting a kept-alive connection the backend closed is replayed from lb's buffer on a new connection",
 }, async () => {
-  // Deno's node:http re-sends a request on a new connection by itself when a reused one
-  // died before any response byte, but cannot replay a streamed body. lb must treat that
-  // as a stale connection and replay the body from its buffer (it is within bufferLimit).
+  // A reused connection that dies before any response byte is a stale connection: lb
+  // replays the body from its buffer (it is within bufferLimit) on a new connection.
   const flaky = rawBackend(okThenCloseOnReuse);
   try {
     await withLb(lbConfig([flaky.url], "retry: { attempts: 1 }"), async (lb) => {
