@@ -154,7 +154,13 @@ export function createProxyHandler(
       );
     }
     if (req.body && method !== "GET" && method !== "HEAD") {
-      body = new BodySource(req.body, config.retry.bufferLimit, config.limits.maxBodyBytes);
+      const declared = headers["content-length"];
+      body = new BodySource(
+        req.body,
+        config.retry.bufferLimit,
+        config.limits.maxBodyBytes,
+        declared === undefined ? -1 : Number(declared),
+      );
     }
     const signal = req.signal;
     const deadline = config.timeouts.request > 0 ? started + config.timeouts.request : Infinity;

@@ -337,10 +337,18 @@ Deno.test("a server-sent event stream reaches the client event by event", async 
   }
 });
 
-Deno.test("a 256 MiB upload and a 256 MiB download pass through lb whole", async () => {
+Deno.test("a 256 MiB upload and a 256 MiB download pass through lb whole, every byte in place", async () => {
+  // Byte j of the upload is j % 251 (a prime, so no chunk size lines up with it); the demo
+  // backend's /stream sends a-z repeating. A reused or reordered buffer breaks the pattern.
   let received = 0;
+  let misplaced = -1;
   const sink = rawBackend(async (req) => {
-    for await (const c of req.body!) received += c.byteLength;
+    for await (const c of req.body!) {
+      for (let i = 0; i < c.byteLength; i++) {
+        if (c[i] !== (received + i) % 251 && misplaced === -1) misplaced = received + i;
+      }
+      received += c.byteLength;
+    }
     return new Response(String(received));
   });
   const source = await startDemoBackend({ port: 0, index: 2 });
@@ -350,14 +358,28 @@ Deno.test("a 256 MiB upload and a 256 MiB download pass through lb whole", async
   try {
     const res = await fetch(`${up.url}/upload`, {
       method: "POST",
-      body: generated(total, () => {}),
+      body: patterned(total),
       duplex: "half",
     } as RequestInit);
     assert.equal(await res.text(), String(total));
+    assert.equal(misplaced, -1, `upload byte ${misplaced} is not where it was sent`);
+    // The same with a Content-Length (fetch sends one for a buffer): lb frames it that way.
+    const sized = new Uint8Array(64 * 1024 * 1024);
+    for (let i = 0; i < sized.length; i++) sized[i] = i % 251;
+    received = 0;
+    const res2 = await fetch(`${up.url}/upload`, { method: "POST", body: sized });
+    assert.equal(await res2.text(), String(sized.length));
+    assert.equal(misplaced, -1, `upload byte ${misplaced} is not where it was sent`);
     const got = await fetch(`${down.url}/stream?bytes=${total}`);
     let n = 0;
-    for await (const c of got.body!) n += c.byteLength;
+    for await (const c of got.body!) {
+      for (let i = 0; i < c.byteLength; i++) {
+        if (c[i] !== 97 + (n + i) % 26 && misplaced === -1) misplaced = n + i;
+      }
+      n += c.byteLength;
+    }
     assert.equal(n, total);
+    assert.equal(misplaced, -1, `download byte ${misplaced} is not where the backend sent it`);
   } finally {
     await up.shutdown(1000);
     await down.shutdown(1000);
@@ -365,6 +387,20 @@ Deno.test("a 256 MiB upload and a 256 MiB download pass through lb whole", async
     await source.close();
   }
 });
+
+/** `total` bytes where byte j is j % 251, in chunks of 61,000 bytes made on demand. */
+function patterned(total: number): ReadableStream<Uint8Array> {
+  let produced = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (produced >= total) return c.close();
+      const chunk = new Uint8Array(Math.min(61_000, total - produced));
+      for (let i = 0; i < chunk.length; i++) chunk[i] = (produced + i) % 251;
+      produced += chunk.length;
+      c.enqueue(chunk);
+    },
+  }, { highWaterMark: 0 });
+}
 
 /** A body of `total` bytes made on demand; `onPull` sees how many bytes have been produced. */
 function generated(total: number, onPull: (produced: number) => void): ReadableStream<Uint8Array> {
