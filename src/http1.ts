@@ -109,7 +109,8 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
   const rawHeaders: string[] = [];
   let length = -1;
   let chunked = false;
-  let close = minor === "0";
+  let close = false;
+  let keepAliveToken = false;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
@@ -131,7 +132,7 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
           for (const t of value.split(",")) {
             const tok = t.trim().toLowerCase();
             if (tok === "close") close = true;
-            else if (tok === "keep-alive" && minor === "0") close = false;
+            else if (tok === "keep-alive") keepAliveToken = true;
           }
         }
         break;
@@ -162,6 +163,8 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
   if (chunked && length !== -1) {
     throw new ProtocolError("Content-Length together with Transfer-Encoding");
   }
+  // HTTP/1.0 closes unless it says keep-alive; `close` wins over any keep-alive (RFC 9112 §9.3).
+  if (minor === "0" && !keepAliveToken) close = true;
   let framing: Framing;
   if (method === "HEAD" || status < 200 || status === 204 || status === 304) framing = "none";
   else if (chunked) framing = "chunked";
@@ -181,9 +184,10 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
 }
 
 /**
- * The request head lb writes: request line, `headers` (already cleaned of hop-by-hop
- * fields), and the framing lb itself chose (`length` bytes, or chunked when `length` is
- * -1 and `hasBody`). Any Content-Length in `headers` is ignored.
+ * The request head lb writes: request line, `headers` (lower-case names, as a Headers
+ * object yields them, already cleaned of hop-by-hop fields), and the framing lb itself
+ * chose (`length` bytes, or chunked when `length` is -1 and `hasBody`). A `content-length`
+ * or `transfer-encoding` in `headers` is left out.
  */
 export function requestHead(
   method: string,
@@ -194,7 +198,7 @@ export function requestHead(
 ): string {
   let head = `${method} ${target} HTTP/1.1\r\n`;
   for (const name in headers) {
-    if (name === "content-length") continue;
+    if (name === "content-length" || name === "transfer-encoding") continue;
     head += `${name}: ${headers[name]}\r\n`;
   }
   if (hasBody) {
@@ -366,6 +370,9 @@ export class Http1Conn {
         gotAny = true;
         continue;
       }
+      if (end - this.#start > MAX_HEAD_BYTES) {
+        throw new ProtocolError(`response head larger than ${MAX_HEAD_BYTES} bytes`);
+      }
       const head = parseResponseHead(latin1(this.#buf.subarray(this.#start, end)), method);
       this.#start = end + 4;
       if (head.status < 200) {
@@ -465,6 +472,7 @@ export class Http1Conn {
           if (i === this.#start || this.#buf[i - 1] !== 13) {
             throw new ProtocolError("bare LF in chunked framing");
           }
+          if (i - this.#start > MAX_LINE) throw new ProtocolError("chunk line too long");
           const line = latin1(this.#buf.subarray(this.#start, i - 1));
           this.#start = i + 1;
           return line;
