@@ -177,8 +177,9 @@ export function checkTargets(results: TargetResult[], mem: MemoryResult): Check[
   const lean = get("lean");
   const nginx = get("nginx");
   const rr = get("lb:round-robin");
+  // One lb process per strategy: the access-log and --workers variants are not strategies.
   const strategies = results.filter((r) =>
-    r.id.startsWith("lb:") && !r.id.endsWith("+log") && r.median
+    r.id.startsWith("lb:") && !r.id.includes("+") && r.median
   );
   const checks: Check[] = [];
   const check = (name: string, ok: boolean | undefined, detail: string) =>

@@ -65,7 +65,8 @@ Flags:
                       --quick 1)
   --connections N     wrk connections for the table (default 50)
   --only LIST         comma list of what to run: direct, lean, lean-node, nginx, haproxy,
-                      lb (every lb target), lb:STRATEGY, lb:round-robin+log, mem, ttfb
+                      lb (every lb target), lb:STRATEGY, lb:round-robin+log,
+                      lb:round-robin+workers, mem, ttfb
   --backends WHERE    subprocess (default): the demo backends in their own process;
                       inproc: in this runner's process
   --profile           run only lb round-robin, under --cpu-prof, for one run; print the
@@ -135,11 +136,12 @@ function parseSettings(argv: string[]): Settings | "help" {
   let only: string[] | undefined;
   if (v.only !== undefined) {
     only = v.only.split(",").map((s) => s.trim()).filter(Boolean);
-    const known = /^(direct|lean|lean-node|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log)?|mem|ttfb)$/;
+    const known =
+      /^(direct|lean|lean-node|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers)?|mem|ttfb)$/;
     const bad = only.find((t) => !known.test(t));
     if (bad !== undefined || only.length === 0) {
       throw new UsageError(
-        `--only takes a comma list of direct, lean, lean-node, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, mem, ttfb; got "${
+        `--only takes a comma list of direct, lean, lean-node, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, mem, ttfb; got "${
           bad ?? v.only
         }"`,
       );
@@ -337,6 +339,8 @@ interface LbStart {
   accessLog: boolean;
   generousLimits?: boolean;
   cpuProfDir?: string;
+  /** `lb serve --workers N` (processes sharing the port). */
+  workers?: number;
 }
 
 /** Starts `lb serve` as a subprocess with a generated config; resolves once it listens. */
@@ -347,7 +351,9 @@ async function startLb(
   o: LbStart,
 ): Promise<{ proc: Proc; port: number }> {
   const port = freePort();
-  const name = `lb-${o.strategy}${o.accessLog ? "-log" : ""}-${port}`;
+  const name = `lb-${o.strategy}${o.accessLog ? "-log" : ""}${
+    o.workers ? `-w${o.workers}` : ""
+  }-${port}`;
   const cfgPath = `${dir}/${name}.yaml`;
   await Deno.writeTextFile(
     cfgPath,
@@ -368,6 +374,7 @@ async function startLb(
     "serve",
     "--config",
     cfgPath,
+    ...(o.workers ? ["--workers", String(o.workers)] : []),
   ], { cwd: ROOT });
   try {
     await waitForPort(proc, port);
@@ -467,16 +474,17 @@ async function startTargets(
       });
     }
   }
-  const lbTargets: [string, string, string, boolean][] = [];
+  const lbTargets: [string, string, string, boolean, number?][] = [];
   // A strategy named in --only (lb:NAME) is measured even when issue 7 does not list it.
   const named = (s.only ?? []).filter((t) => /^lb:[a-z0-9-]+$/.test(t)).map((t) => t.slice(3));
   for (const st of new Set([...WANTED_STRATEGIES, ...named])) {
     lbTargets.push([`lb:${st}`, `lb ${st}`, st, false]);
     if (st === "round-robin") {
       lbTargets.push(["lb:round-robin+log", "lb round-robin + access log", st, true]);
+      lbTargets.push(["lb:round-robin+workers", "lb round-robin, --workers 2", st, false, 2]);
     }
   }
-  for (const [id, label, strategy, accessLog] of lbTargets) {
+  for (const [id, label, strategy, accessLog, workers] of lbTargets) {
     if (!want(id)) continue;
     const r: Running = { id, label, port: 0 };
     if (strategies && !strategies.has(strategy)) {
@@ -485,7 +493,7 @@ async function startTargets(
       out.push(r);
       continue;
     }
-    add(r, () => startLb(procs, dir, upstreams, { strategy, accessLog }));
+    add(r, () => startLb(procs, dir, upstreams, { strategy, accessLog, workers }));
   }
   await Promise.all(starts);
   for (const r of out) {

@@ -97,6 +97,7 @@ Deno.test("targets use medians over rounds and name the worst strategy", () => {
     target("lb:round-robin", [wrk(9600, 2.5), wrk(9500, 2.5), wrk(1, 2.5)]),
     target("lb:maglev", [wrk(8000, 4)]),
     target("lb:round-robin+log", [wrk(1000)]),
+    target("lb:round-robin+workers", [wrk(500)]),
   ];
   assert.equal(results[1].median!.requestsPerSec, 10000);
   assert.equal(results[2].median!.requestsPerSec, 9500);
@@ -104,7 +105,7 @@ Deno.test("targets use medians over rounds and name the worst strategy", () => {
   const checks = checkTargets(results, { notes: [] });
   const byName = (s: string) => checks.find((c) => c.name.includes(s))!;
   assert.equal(byName("≥ 95%").status, "PASS");
-  // The access-log target is not a strategy: maglev (80%) is the worst.
+  // The access-log and --workers targets are not strategies: maglev (80%) is the worst.
   assert.equal(byName("85%").status, "MISS");
   assert.match(byName("85%").detail, /lb:maglev 80%/);
   assert.equal(byName("p99").status, "PASS");
