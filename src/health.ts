@@ -16,8 +16,8 @@
  * await checks.stop();
  * ```
  */
-import http from "node:http";
 import type { Config } from "./config.ts";
+import { Http1Conn, latin1Bytes, requestHead } from "./http1.ts";
 import type { Logger } from "./log.ts";
 import type { Server, ServerPool } from "./state.ts";
 
@@ -46,59 +46,64 @@ export function statusExpected(status: number, ranges: readonly [number, number]
  * Runs one health check against `server`: `GET path` on a new connection, bounded by
  * `timeout` ms for the whole exchange (connect, headers and body). Never rejects.
  */
-export function checkOnce(
+export async function checkOnce(
   server: Server,
   cfg: Config["health"],
   signal: AbortSignal,
 ): Promise<CheckResult> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const host = server.hostname.includes(":") ? `[${server.hostname}]` : server.hostname;
-    const req = http.request({
-      host: server.hostname,
+  let why = "";
+  let conn: Http1Conn | undefined;
+  const connecting = new AbortController();
+  const stop = (detail: string) => {
+    if (why) return;
+    why = detail;
+    connecting.abort();
+    conn?.close();
+  };
+  const timer = setTimeout(() => stop(`no answer within ${cfg.timeout}ms`), cfg.timeout);
+  const onAbort = () => stop("check cancelled");
+  signal.addEventListener("abort", onAbort);
+  if (signal.aborted) onAbort();
+  try {
+    const tcp = await Deno.connect({
+      hostname: server.hostname,
       port: server.port,
-      method: "GET",
-      path: cfg.path,
-      agent: false,
-      headers: {
+      signal: connecting.signal,
+    });
+    conn = new Http1Conn(tcp);
+    if (why) return { ok: false, detail: why };
+    const host = server.hostname.includes(":") ? `[${server.hostname}]` : server.hostname;
+    await conn.write(latin1Bytes(requestHead(
+      "GET",
+      cfg.path,
+      {
         host: `${host}:${server.port}`,
         "user-agent": "lb-health-check",
         connection: "close",
       },
-    });
-    const finish = (r: CheckResult) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      req.destroy();
-      resolve(r);
-    };
-    const onAbort = () => finish({ ok: false, detail: "check cancelled" });
-    const timer = setTimeout(
-      () => finish({ ok: false, detail: `no answer within ${cfg.timeout}ms` }),
-      cfg.timeout,
-    );
-    signal.addEventListener("abort", onAbort);
-    req.on("response", (res) => {
-      const status = res.statusCode ?? 0;
-      const ok = statusExpected(status, cfg.expectStatus);
-      // Health bodies are tiny: read it to the end so the server sees a clean exchange,
-      // but never wait past the timeout for it.
-      res.on("data", () => {});
-      res.on("end", () => finish({ ok, detail: `status ${status}` }));
-      res.on("error", () => finish({ ok, detail: `status ${status}` }));
-      res.on("close", () => finish({ ok, detail: `status ${status}` }));
-    });
-    req.on("error", (e: Error & { code?: string }) => {
-      finish({
-        ok: false,
-        detail: e.code === "ECONNREFUSED" ? "connection refused" : e.code ?? e.message,
-      });
-    });
-    if (signal.aborted) onAbort();
-    else req.end();
-  });
+      false,
+      0,
+    )));
+    const head = await conn.readHead("GET");
+    // Health bodies are tiny: read it to the end so the server sees a clean exchange,
+    // within the same timeout. A body that breaks off does not change the verdict.
+    try {
+      while ((await conn.readBody()) !== null) { /* discard */ }
+    } catch {
+      if (why) return { ok: false, detail: why };
+    }
+    return { ok: statusExpected(head.status, cfg.expectStatus), detail: `status ${head.status}` };
+  } catch (e) {
+    if (why) return { ok: false, detail: why };
+    if (e instanceof Deno.errors.ConnectionRefused) {
+      return { ok: false, detail: "connection refused" };
+    }
+    return { ok: false, detail: e instanceof Error ? e.message : String(e) };
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
+    conn?.close();
+  }
 }
 
 interface Checker {
