@@ -64,7 +64,7 @@ Flags:
   --rounds N          rounds through all targets (default 3, or 2 if 3 would pass 9 minutes;
                       --quick 1)
   --connections N     wrk connections for the table (default 50)
-  --only LIST         comma list of what to run: direct, lean, lean-node, nginx, haproxy,
+  --only LIST         comma list of what to run: direct, lean, lean-node, lean-http1, nginx, haproxy,
                       lb (every lb target), lb:STRATEGY, lb:round-robin+log,
                       lb:round-robin+workers, mem, ttfb
   --backends WHERE    subprocess (default): the demo backends in their own process;
@@ -137,11 +137,11 @@ function parseSettings(argv: string[]): Settings | "help" {
   if (v.only !== undefined) {
     only = v.only.split(",").map((s) => s.trim()).filter(Boolean);
     const known =
-      /^(direct|lean|lean-node|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers)?|mem|ttfb)$/;
+      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers)?|mem|ttfb)$/;
     const bad = only.find((t) => !known.test(t));
     if (bad !== undefined || only.length === 0) {
       throw new UsageError(
-        `--only takes a comma list of direct, lean, lean-node, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, mem, ttfb; got "${
+        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, mem, ttfb; got "${
           bad ?? v.only
         }"`,
       );
@@ -418,6 +418,7 @@ async function startTargets(
     const [id, label, file] of [
       ["lean", "lean Deno proxy (fetch)", "bench/lean_proxy.ts"],
       ["lean-node", "lean Deno proxy (node:http)", "bench/lean_proxy_node.ts"],
+      ["lean-http1", "lean Deno proxy (lb's http1)", "bench/lean_proxy_http1.ts"],
     ] as const
   ) {
     if (!want(id)) continue;
