@@ -32,8 +32,8 @@ backends:
 
 timeouts:
   connect: 5s # give up on a new connection to a backend after this (then try another)
-  header: 30s # wait this long for a backend's response headers, then 504
-  idle: 60s # longest silence on a backend connection once its response started
+  header: 30s # wait this long for response headers (after the request is sent), then 504
+  idle: 60s # longest silence on a backend connection: while sending a body, or mid-response
   request: 0 # overall deadline including retries (0 = none)
   upstreamIdle: 4s # close idle keep-alive connections to backends after this
 

@@ -243,8 +243,6 @@ export class Http1Conn {
   /** The last response's head announced keep-alive, and its body was read to the end. */
   #keepAlive = false;
 
-  /** Requests sent on this connection. */
-  uses = 0;
   /** When it last went idle (performance.now()). */
   idleSince = 0;
 

@@ -73,8 +73,10 @@ class Exchange {
   /** The client's body failed (too large, malformed, client gone). */
   bodyError: Error | undefined;
   released = false;
+  /** Runs once the whole request has been written. */
+  onSent: (() => void) | undefined;
 
-  constructor(readonly key: string, readonly conn: Http1Conn) {}
+  constructor(readonly key: string, readonly conn: Http1Conn, readonly watchdog: Watchdog) {}
 }
 
 /** A response whose head has arrived. Read its body with collect(), stream() or discard(). */
@@ -233,8 +235,10 @@ export class Upstream {
     const key = server.url;
     const started = performance.now();
     const watchdog = new Watchdog(this.#timers);
-    let expired = false;
+    let expired: "connect" | "header" | "upload" | undefined;
     let clientGone = false;
+    /** The try is over (headers arrived or it failed): its deadlines no longer apply. */
+    let over = false;
     let conn = this.#take(key);
     const reused = conn !== undefined;
     let connecting: AbortController | undefined;
@@ -250,7 +254,7 @@ export class Upstream {
         const ms = Math.min(this.opts.connectTimeout, headerTimeout);
         const ac = connecting;
         watchdog.arm(ms, () => {
-          expired = true;
+          expired = "connect";
           ac.abort();
         });
         let tcp: Deno.TcpConn;
@@ -277,25 +281,31 @@ export class Upstream {
           conn.close();
           return { ok: false, failure: "client", message: "client went away" };
         }
-        // Connected: the header deadline counts from the start of the try.
-        const left = Math.max(1, started + headerTimeout - performance.now());
-        const c = conn;
-        watchdog.arm(left, () => {
-          expired = true;
-          c.close();
-        });
-      } else {
-        conn.claim();
-        const c = conn;
-        watchdog.arm(headerTimeout, () => {
-          expired = true;
-          c.close();
-        });
-      }
+      } else conn.claim();
       const c = conn;
       this.#busy.add(c);
-      c.uses++;
-      const ex = new Exchange(key, c);
+      const ex = new Exchange(key, c, watchdog);
+      // The header deadline counts from the start of the try, connecting included, and
+      // from the end of the upload when there is a body: a long upload is bounded by its
+      // progress (no silence longer than the idle timeout), as nginx's proxy_send_timeout.
+      const headerDeadline = (ms: number) =>
+        watchdog.arm(ms, () => {
+          expired = "header";
+          c.close();
+        });
+      if (body === null) {
+        headerDeadline(
+          reused ? headerTimeout : Math.max(1, started + headerTimeout - performance.now()),
+        );
+      } else {
+        watchdog.idle(this.opts.idleTimeout, () => {
+          expired = "upload";
+          c.close();
+        });
+        ex.onSent = () => {
+          if (!over) headerDeadline(headerTimeout);
+        };
+      }
       ex.sending = this.#send(ex, method, path, headers, body);
 
       let head: ResponseHead;
@@ -321,7 +331,9 @@ export class Upstream {
           return {
             ok: false,
             failure: "timeout",
-            message: `no response headers within ${headerTimeout}ms`,
+            message: expired === "upload"
+              ? `the request body made no progress for ${this.opts.idleTimeout}ms`
+              : `no response headers within ${headerTimeout}ms`,
           };
         }
         if (e instanceof ProtocolError) {
@@ -349,6 +361,7 @@ export class Upstream {
       }
       return { ok: true, res: new UpstreamResponse(head, ex) };
     } finally {
+      over = true;
       watchdog.clear();
       signal.removeEventListener("abort", onAbort);
     }
@@ -375,6 +388,7 @@ export class Upstream {
         ex.sent = true;
         return;
       }
+      const progress = ex.watchdog;
       const declared = headers["content-length"];
       const length = declared === undefined ? -1 : Number(declared);
       await c.write(latin1Bytes(requestHead(method, path, headers, true, length)));
@@ -393,8 +407,10 @@ export class Upstream {
           await c.write(chunk);
           await c.write(CRLF);
         }
+        progress.activity++;
       }
       ex.sent = true;
+      if (!c.closed) ex.onSent?.();
     } catch (e) {
       if (e instanceof BodyTooLargeError || e instanceof ClientBodyError) {
         ex.bodyError = e;

@@ -388,6 +388,53 @@ Deno.test("a 256 MiB upload and a 256 MiB download pass through lb whole, every 
   }
 });
 
+Deno.test("an upload slower than timeouts.header gets its answer; one that stalls for timeouts.idle gets 504", async () => {
+  const sink = rawBackend(async (req) => {
+    let n = 0;
+    for await (const c of req.body!) n += c.byteLength;
+    return new Response(String(n));
+  });
+  // The header deadline starts once the request is sent: a 1.2 s upload beats a 300 ms one.
+  const lb = startLb({
+    config: testConfig([sink.url], {
+      timeouts: { header: 300, idle: 600 },
+      retry: { attempts: 1 },
+    }),
+  });
+  /** `chunks` chunks of 1 KiB, one every `everyMs`, then (with `stallMs`) a pause first. */
+  const trickle = (chunks: number, everyMs: number, stallMs = 0) => {
+    let sent = 0;
+    return new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (sent === chunks) return c.close();
+        await new Promise((r) => setTimeout(r, sent === 1 && stallMs ? stallMs : everyMs));
+        sent++;
+        c.enqueue(new Uint8Array(1024));
+      },
+    }, { highWaterMark: 0 });
+  };
+  try {
+    const slow = await fetch(`${lb.url}/slow`, {
+      method: "POST",
+      body: trickle(12, 100),
+      duplex: "half",
+    } as RequestInit);
+    assert.equal(slow.status, 200);
+    assert.equal(await slow.text(), String(12 * 1024));
+
+    const stalled = await fetch(`${lb.url}/stalled`, {
+      method: "POST",
+      body: trickle(3, 10, 2000),
+      duplex: "half",
+    } as RequestInit);
+    assert.equal(stalled.status, 504);
+    assert.match((await stalled.json()).error.message, /request body made no progress for 600ms/);
+  } finally {
+    await lb.shutdown(1000);
+    await sink.server.shutdown();
+  }
+});
+
 /** `total` bytes where byte j is j % 251, in chunks of 61,000 bytes made on demand. */
 function patterned(total: number): ReadableStream<Uint8Array> {
   let produced = 0;
