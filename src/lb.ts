@@ -210,6 +210,7 @@ export function startLb(opts: LbOptions): Lb {
         unsubscribe();
         balancer.close();
         upstream.close();
+        logger.flush();
         return inTime;
       })();
     },

@@ -3,7 +3,7 @@
 // deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../backends/demo.ts";
-import { eachLine } from "./_stack.ts";
+import { eachLine, freePort } from "./_stack.ts";
 
 /** Collects a child's stdout as parsed JSON lines. */
 function jsonLines(stream: ReadableStream<Uint8Array>) {
@@ -94,5 +94,81 @@ Deno.test("lb serve --log-format json writes one JSON access line per request, a
     await backend.close();
     await Deno.remove(dir, { recursive: true });
     assert.equal(status.code, 0);
+  }
+});
+
+Deno.test("batched access lines are all written whole, by two workers sharing stdout, before lb's last line", async () => {
+  const backend = await startDemoBackend({ port: 0, index: 1 });
+  const dir = await Deno.makeTempDir();
+  const config = `${dir}/lb.yaml`;
+  await Deno.writeTextFile(
+    config,
+    `listen: {port: 0}\nadmin: {enabled: false}\nhealth: {enabled: false}\nbackends:\n  - {url: "${backend.url}", name: web}\n`,
+  );
+  // A fixed port: the second worker must find the first one's listener.
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "src/main.ts",
+      "serve",
+      "--config",
+      config,
+      "--port",
+      String(port),
+      "--log-format",
+      "json",
+      "--workers",
+      "2",
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const out = jsonLines(child.stdout);
+  let status: Deno.CommandStatus | undefined;
+  try {
+    // Each process says when it listens.
+    await out.waitFor(
+      () => out.lines.filter((l) => l.listener === "traffic").length === 2,
+      "both workers listening",
+    );
+    // 40 clients on their own connections, so both workers get some: 600 requests.
+    const ids = new Set<string>();
+    await Promise.all(Array.from({ length: 40 }, async (_, c) => {
+      const client = Deno.createHttpClient({});
+      try {
+        for (let i = 0; i < 15; i++) {
+          const id = `c${c}-r${i}`;
+          ids.add(id);
+          const res = await fetch(`http://127.0.0.1:${port}/x`, {
+            headers: { "x-request-id": id },
+            client,
+          });
+          await res.arrayBuffer();
+        }
+      } finally {
+        client.close();
+      }
+    }));
+    child.kill("SIGTERM");
+    status = await child.status;
+    await out.done;
+    // jsonLines throws on a torn line; every request has exactly one access line.
+    const access = out.lines.filter((l) => l.type === "access");
+    assert.equal(access.length, ids.size);
+    assert.deepEqual(new Set(access.map((l) => l.requestId)), ids);
+    const last = out.lines.findLastIndex((l) => l.type === "access");
+    const stopped = out.lines.findLastIndex((l) => l.kind === "shutdown");
+    assert.ok(stopped > last, "an access line came after lb's last shutdown line");
+    assert.equal(status.code, 0);
+  } finally {
+    if (!status) {
+      child.kill("SIGTERM");
+      await child.status;
+      await out.done;
+    }
+    await backend.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
