@@ -267,7 +267,6 @@ export function createProxyHandler(
             body?.cancel();
             return new Response(got, {
               status,
-              statusText: r.res.statusText,
               headers: resHeaders,
             });
           }
@@ -285,7 +284,6 @@ export function createProxyHandler(
           });
           return new Response(stream, {
             status,
-            statusText: r.res.statusText,
             headers: resHeaders,
           });
         }

@@ -82,7 +82,6 @@ class Exchange {
 /** A response whose head has arrived. Read its body with collect(), stream() or discard(). */
 export class UpstreamResponse {
   readonly status: number;
-  readonly statusText: string;
   /** Field lines as received: [name, value, …]. */
   readonly rawHeaders: string[];
   /** The declared Content-Length; undefined for chunked, close-delimited or no body. */
@@ -90,7 +89,6 @@ export class UpstreamResponse {
 
   constructor(head: ResponseHead, readonly exchange: Exchange) {
     this.status = head.status;
-    this.statusText = head.statusText;
     this.rawHeaders = head.rawHeaders;
     this.contentLength = head.framing === "length" ? head.length : undefined;
   }
