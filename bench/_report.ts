@@ -151,21 +151,21 @@ export function formatTable(results: TargetResult[]): string {
 /** The same table as Markdown, for the README. */
 export function formatMarkdown(results: TargetResult[]): string {
   const out = [
-    "| target | req/s | p50 | p99 | errors | vs nginx | vs lean | p99 / nginx |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| target | req/s | ± | p50 | p99 | errors | vs nginx | vs lean | p99 / nginx |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of results) {
     if (!r.median) {
-      out.push(`| ${r.label} | skipped: ${r.skipped ?? "no result"} | | | | | | |`);
+      out.push(`| ${r.label} | skipped: ${r.skipped ?? "no result"} | | | | | | | |`);
       continue;
     }
     const m = r.median;
     out.push(
-      `| ${r.label} | ${fmtInt(m.requestsPerSec)} | ${fmtMs(m.p50)} | ${
-        fmtMs(m.p99)
-      } | ${m.errors} | ${fmtPct(r.ratios?.vsNginx)} | ${fmtPct(r.ratios?.vsLean)} | ${
-        fmtX(r.ratios?.p99VsNginx)
-      } |`,
+      `| ${r.label} | ${fmtInt(m.requestsPerSec)} | ${
+        r.spread === undefined ? "" : fmtPct(r.spread)
+      } | ${fmtMs(m.p50)} | ${fmtMs(m.p99)} | ${m.errors} | ${fmtPct(r.ratios?.vsNginx)} | ${
+        fmtPct(r.ratios?.vsLean)
+      } | ${fmtX(r.ratios?.p99VsNginx)} |`,
     );
   }
   return out.join("\n");
