@@ -18,6 +18,7 @@ import {
   type ResponseHead,
 } from "../src/http1.ts";
 import { startLb } from "../src/lb.ts";
+import { freePort } from "./_stack.ts";
 import { Upstream, type UpstreamResponse } from "../src/proxy.ts";
 import { type Server, ServerPool } from "../src/state.ts";
 import {
@@ -890,5 +891,76 @@ Deno.test("a response header value with bytes 0x80-0xFF reaches the client byte 
     });
   } finally {
     await be.close();
+  }
+});
+
+Deno.test("a small POST reaches the backend with head and body in one write", async () => {
+  // One write (one segment on loopback) means a backend that answers without reading the
+  // body still has all of it, so it keeps the connection (Deno.serve closes it otherwise).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const firstReads: string[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      const buf = new Uint8Array(65536);
+      const n = await conn.read(buf);
+      firstReads.push(latin1(buf.subarray(0, n ?? 0)));
+      await conn.write(
+        latin1Bytes("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"),
+      );
+      conn.close();
+    }
+  })();
+  const port = (listener.addr as Deno.NetAddr).port;
+  // lb in its own process, so the backend can read between two writes if lb made two.
+  const lbPort = freePort();
+  const lb = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "src/main.ts",
+      "serve",
+      "--port",
+      String(lbPort),
+      "--backend",
+      `http://127.0.0.1:${port}`,
+      "--admin-port",
+      "0",
+      "--log-format",
+      "json",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const up = await waitFor(
+      () =>
+        fetch(`http://127.0.0.1:${lbPort}/up`).then(async (r) => {
+          await r.body?.cancel();
+          return true;
+        }, () => false),
+      15_000,
+    );
+    assert.ok(up, "lb did not start");
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`http://127.0.0.1:${lbPort}/form`, {
+        method: "POST",
+        body: `field=${i}`,
+      });
+      assert.equal(await res.text(), "ok");
+    }
+    // Health checks (GET /health) and the start-up probe (GET /up) come here too.
+    const posts = firstReads.filter((r) => r.startsWith("POST "));
+    assert.equal(posts.length, 5);
+    for (const [i, r] of posts.entries()) {
+      assert.ok(
+        r.endsWith(`\r\n\r\nfield=${i}`),
+        `request ${i}'s first read: ${JSON.stringify(r)}`,
+      );
+    }
+  } finally {
+    lb.kill("SIGTERM");
+    await lb.status;
+    listener.close();
+    await serving.catch(() => {});
   }
 });
