@@ -412,20 +412,23 @@ export class Upstream {
         }
         progress.activity++;
       } else await c.write(head);
+      // Chunked framing: each chunk's closing CRLF goes out with the next size line.
+      let open = false;
       for (;; i++) {
         const chunk = await body.chunkAt(i);
         if (c.closed) return;
         if (chunk === null) {
           ex.lastWrite = true;
-          if (length < 0) await c.write(LAST_CHUNK);
+          if (length < 0) await c.write(open ? LAST_CHUNK_AFTER_DATA : LAST_CHUNK);
           break;
         }
         if (chunk.byteLength === 0) continue;
         if (length >= 0) await c.write(chunk);
         else {
-          await c.write(latin1Bytes(`${chunk.byteLength.toString(16)}\r\n`));
+          const size = chunk.byteLength.toString(16);
+          await c.write(latin1Bytes(open ? `\r\n${size}\r\n` : `${size}\r\n`));
           await c.write(chunk);
-          await c.write(CRLF);
+          open = true;
         }
         progress.activity++;
       }
@@ -559,8 +562,8 @@ export class Upstream {
   }
 }
 
-const CRLF = new Uint8Array([13, 10]);
-const LAST_CHUNK = new Uint8Array([48, 13, 10, 13, 10]);
+const LAST_CHUNK = latin1Bytes("0\r\n\r\n");
+const LAST_CHUNK_AFTER_DATA = latin1Bytes("\r\n0\r\n\r\n");
 
 /**
  * The error a cut-short response stream ends with. Deno.serve prints it as it aborts the
