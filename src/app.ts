@@ -242,8 +242,8 @@ export function createProxyHandler(
             continue;
           }
           const resHeaders = downstreamResponseHeaders(r.res.rawHeaders, requestId);
-          const noBody = method === "HEAD" || status === 204 || status === 304 ||
-            (status >= 100 && status < 200);
+          // (Interim 1xx answers never get here: http1.ts skips them.)
+          const noBody = method === "HEAD" || status === 204 || status === 304;
           if (noBody) {
             upstream.discard(r.res);
             report(server, !bad5xx, ttfb);

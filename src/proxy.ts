@@ -122,7 +122,7 @@ export class Upstream {
     );
   }
 
-  /** Idle pooled connections, over all backends (for tests and metrics). */
+  /** Idle pooled connections, over all backends (tests watch the pool through it). */
   get idleConnections(): number {
     let n = 0;
     for (const list of this.#idle.values()) n += list.length;
