@@ -197,6 +197,69 @@ export interface RecordingBackend {
   close(): Promise<void>;
 }
 
+/** A raw TCP server for tests: `serve` runs once per accepted connection. */
+export interface TcpBackend {
+  port: number;
+  url: string;
+  /** True once close() has begun: connection errors from then on are the server's doing. */
+  readonly closing: boolean;
+  /** Stops accepting, closes every open connection and waits for every `serve` to end. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on 127.0.0.1, port 0, and runs `serve` for each connection; the connection is
+ * closed when `serve` returns or throws (a peer that went away is not an error here).
+ */
+export function serveTcp(serve: (conn: Deno.TcpConn) => Promise<void>): TcpBackend {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.TcpConn>();
+  const tasks = new Set<Promise<void>>();
+  let closing = false;
+  const run = async (conn: Deno.TcpConn) => {
+    try {
+      await serve(conn);
+    } catch {
+      // the peer went away
+    } finally {
+      open.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // closed already
+      }
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      open.add(conn);
+      const t = run(conn).finally(() => tasks.delete(t));
+      tasks.add(t);
+    }
+  })();
+  const port = (listener.addr as Deno.NetAddr).port;
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    get closing() {
+      return closing;
+    },
+    async close() {
+      closing = true;
+      listener.close();
+      await accepting.catch(() => {});
+      for (const c of open) {
+        try {
+          c.close();
+        } catch {
+          // closed already
+        }
+      }
+      await Promise.all(tasks);
+    },
+  };
+}
+
 /**
  * What the recording backend does with a complete request: a string is written as the
  * answer; `{ write, close: true }` writes (if anything) then closes the connection;
@@ -214,15 +277,11 @@ const OK_ANSWER = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/pl
 export function startRecordingBackend(
   respond: (head: string) => Answer = () => OK_ANSWER,
 ): RecordingBackend {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const connections: string[] = [];
-  const open = new Set<Deno.Conn>();
-  const tasks: Promise<void>[] = [];
   let heads = 0;
   let peerClosed = 0;
-  let closing = false;
-  const serveConn = async (conn: Deno.Conn, idx: number) => {
-    open.add(conn);
+  const server = serveTcp(async (conn) => {
+    const idx = connections.push("") - 1;
     const buf = new Uint8Array(64 * 1024);
     let pending = "";
     try {
@@ -264,43 +323,17 @@ export function startRecordingBackend(
         }
       }
     } catch {
-      if (!closing) peerClosed++; // reset by the proxy: the bytes recorded so far are what counts
-    } finally {
-      open.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // closed already
-      }
+      if (!server.closing) peerClosed++; // reset by the proxy: the bytes recorded so far are what counts
     }
-  };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      const idx = connections.push("") - 1;
-      tasks.push(serveConn(conn, idx));
-    }
-  })();
-  const port = (listener.addr as Deno.NetAddr).port;
+  });
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url: server.url,
+    port: server.port,
     connections,
     all: () => connections.join(""),
     requestCount: () => heads,
     peerClosed: () => peerClosed,
-    async close() {
-      closing = true;
-      listener.close();
-      await accepting.catch(() => {});
-      for (const c of open) {
-        try {
-          c.close();
-        } catch {
-          // closed already
-        }
-      }
-      await Promise.all(tasks);
-    },
+    close: () => server.close(),
   };
 }
 

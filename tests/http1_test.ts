@@ -25,6 +25,7 @@ import {
   hasFullResponse,
   parseHead,
   rawExchange,
+  serveTcp,
   startRecordingBackend,
   testYaml,
   waitFor,
@@ -399,73 +400,41 @@ interface ScriptedBackend {
  * in one piece; these tests need single bytes above 0x7F and paced writes.
  */
 function scriptedBackend(replies: Reply[]): ScriptedBackend {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const open = new Set<Deno.TcpConn>();
-  const tasks: Promise<void>[] = [];
   let connections = 0;
   let requests = 0;
-  const serveConn = async (conn: Deno.TcpConn) => {
-    open.add(conn);
+  const server = serveTcp(async (conn) => {
+    connections++;
     conn.setNoDelay(true);
     const buf = new Uint8Array(64 * 1024);
     let pending = "";
     let n = 0;
-    try {
-      for (;;) {
-        const read = await conn.read(buf);
-        if (read === null) return;
-        pending += latin1(buf.subarray(0, read));
-        let end;
-        while ((end = pending.indexOf("\r\n\r\n")) !== -1) {
-          pending = pending.slice(end + 4);
-          requests++;
-          const reply = replies[Math.min(n++, replies.length - 1)];
-          const { parts, gapMs = 0, close = false } = typeof reply === "string"
-            ? { parts: [reply] }
-            : reply;
-          for (let i = 0; i < parts.length; i++) {
-            if (i > 0 && gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
-            const bytes = latin1Bytes(parts[i]);
-            for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
-          }
-          if (close) return;
+    for (;;) {
+      const read = await conn.read(buf);
+      if (read === null) return;
+      pending += latin1(buf.subarray(0, read));
+      let end;
+      while ((end = pending.indexOf("\r\n\r\n")) !== -1) {
+        pending = pending.slice(end + 4);
+        requests++;
+        const reply = replies[Math.min(n++, replies.length - 1)];
+        const { parts, gapMs = 0, close = false } = typeof reply === "string"
+          ? { parts: [reply] }
+          : reply;
+        for (let i = 0; i < parts.length; i++) {
+          if (i > 0 && gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+          const bytes = latin1Bytes(parts[i]);
+          for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
         }
-      }
-    } catch {
-      // the client went away mid-answer
-    } finally {
-      open.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // closed already
+        if (close) return;
       }
     }
-  };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      connections++;
-      tasks.push(serveConn(conn));
-    }
-  })();
-  const port = (listener.addr as Deno.NetAddr).port;
+  });
   return {
-    port,
-    url: `http://127.0.0.1:${port}`,
+    port: server.port,
+    url: server.url,
     connections: () => connections,
     requests: () => requests,
-    async close() {
-      listener.close();
-      await accepting.catch(() => {});
-      for (const c of open) {
-        try {
-          c.close();
-        } catch {
-          // closed already
-        }
-      }
-      await Promise.all(tasks);
-    },
+    close: () => server.close(),
   };
 }
 

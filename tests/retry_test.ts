@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { serveTcp } from "./_raw.ts";
 import { startDemoBackend } from "../backends/demo.ts";
 import { BodySource } from "../src/body.ts";
 import { type Config, parseConfig } from "../src/config.ts";
@@ -55,51 +56,19 @@ type Act = (conn: Deno.Conn, nth: number) => Promise<"keep" | "close">;
  * body, Content-Length or chunked) with the request's number on its connection.
  */
 function rawBackend(act: Act) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const stats = { connections: 0, requests: 0, bodyBytes: [] as number[] };
-  const conns = new Set<Deno.Conn>();
-  const tasks = new Set<Promise<void>>();
-  const serveConn = async (conn: Deno.Conn) => {
+  const server = serveTcp(async (conn) => {
+    stats.connections++;
     const reader = new RawReader(conn);
-    try {
-      for (let nth = 1;; nth++) {
-        const req = await reader.request();
-        if (!req) return;
-        stats.requests++;
-        stats.bodyBytes.push(req.bodyBytes);
-        if ((await act(conn, nth)) === "close") return;
-      }
-    } catch {
-      // The peer went away.
-    } finally {
-      conns.delete(conn);
-      try {
-        conn.close();
-      } catch { /* already closed */ }
+    for (let nth = 1;; nth++) {
+      const req = await reader.request();
+      if (!req) return;
+      stats.requests++;
+      stats.bodyBytes.push(req.bodyBytes);
+      if ((await act(conn, nth)) === "close") return;
     }
-  };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      stats.connections++;
-      conns.add(conn);
-      const t = serveConn(conn).finally(() => tasks.delete(t));
-      tasks.add(t);
-    }
-  })();
-  return {
-    stats,
-    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    async close() {
-      listener.close();
-      await accepting.catch(() => {});
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
-      await Promise.all(tasks);
-    },
-  };
+  });
+  return { stats, url: server.url, close: () => server.close() };
 }
 
 const enc = new TextEncoder();
