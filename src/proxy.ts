@@ -198,24 +198,21 @@ export class Upstream {
     if (ex.released) return;
     ex.released = true;
     const c = ex.conn;
-    if (!clean || !c.reusable || this.#closed) {
-      this.#busy.delete(c);
-      c.close();
-    } else if (ex.sent) {
-      this.#busy.delete(c);
-      this.#park(ex.key, c);
-    } else if (ex.lastWrite) {
+    const keep = () => ex.sent && c.reusable && !this.#closed;
+    if (clean && !ex.sent && ex.lastWrite && c.reusable) {
       // The answer came while the body's last bytes were still being handed to the socket.
-      ex.sending.then(() => {
-        this.#busy.delete(c);
-        if (ex.sent && c.reusable) this.#park(ex.key, c);
-        else c.close();
-      });
-    } else {
-      // The backend answered before reading the whole body: this connection is done.
-      this.#busy.delete(c);
-      c.close();
+      ex.sending.then(() => this.#settle(ex.key, c, keep()));
+      return;
     }
+    // Otherwise a response that came before the whole body went out ends the connection.
+    this.#settle(ex.key, c, clean && keep());
+  }
+
+  /** A connection whose exchange is over goes back to the pool, or is closed. */
+  #settle(key: string, c: Http1Conn, reuse: boolean): void {
+    this.#busy.delete(c);
+    if (reuse) this.#park(key, c);
+    else c.close();
   }
 
   /**
