@@ -8,7 +8,7 @@
  * Usage: deno run -A bench/lean_proxy_http1.ts --port 8080 --backend http://127.0.0.1:9001 …
  */
 import { parseArgs } from "node:util";
-import { Http1Conn, latin1Bytes, requestHead } from "../src/http1.ts";
+import { Http1Conn, latin1Bytes, requestHead } from "../src/proxy/http1.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

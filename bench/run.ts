@@ -675,7 +675,7 @@ async function main(argv: string[]): Promise<number> {
     const notes: string[] = [];
     let strategies: Set<string> | undefined;
     try {
-      const mod = await import("../src/strategies/mod.ts");
+      const mod = await import("../src/balancing/strategies/registry.ts");
       strategies = new Set<string>(mod.STRATEGY_NAMES);
     } catch (e) {
       notes.push(

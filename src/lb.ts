@@ -3,19 +3,19 @@
  * health loop. `serve` builds it; tests build several side by side (no global state).
  */
 import denoJson from "../deno.json" with { type: "json" };
-import { type AdminApp, createAdminApp } from "./admin/app.ts";
+import { type AdminApp, createAdminApp } from "./admin/routes.ts";
 import { assertAdminSafe, resolveAdminToken } from "./admin/auth.ts";
-import { Control } from "./admin/control.ts";
+import { Control } from "./control/control.ts";
 import { createMetrics, type LbMetrics } from "./admin/metrics.ts";
-import { applyOverlay, readStateFile, resolveStateFilePath } from "./admin/state_file.ts";
-import { createTrafficApp } from "./app.ts";
-import { Balancer } from "./balancer.ts";
-import type { Config } from "./config.ts";
-import { startHealthChecks } from "./health.ts";
+import { applyOverlay, readStateFile, resolveStateFilePath } from "./control/state_file.ts";
+import { createTrafficApp } from "./proxy/handler.ts";
+import { Balancer } from "./balancing/balancer.ts";
+import type { Config } from "./config/config.ts";
+import { startHealthChecks } from "./balancing/health.ts";
 import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./log.ts";
-import { Upstream } from "./proxy.ts";
-import { type ConfigLoader, createReloader, type ReloadResult } from "./reload.ts";
-import { ServerPool } from "./state.ts";
+import { Upstream } from "./proxy/upstream.ts";
+import { type ConfigLoader, createReloader, type ReloadResult } from "./control/reload.ts";
+import { ServerPool } from "./balancing/pool.ts";
 
 export interface LbOptions {
   config: Config;

@@ -3,7 +3,7 @@
  * or the compiled `./lb <command>`.
  */
 import denoJson from "../deno.json" with { type: "json" };
-import { type Command, UsageError } from "./cli/_args.ts";
+import { type Command, UsageError } from "./cli/_flags.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { backendsCommand } from "./cli/backends.ts";
 import { checkCommand } from "./cli/check.ts";

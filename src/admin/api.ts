@@ -8,10 +8,10 @@
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
-import type { Config } from "../config.ts";
-import { parseBackendUrl } from "../state.ts";
-import { STRATEGY_NAMES } from "../strategies/mod.ts";
-import { type Control, ControlError, PersistError } from "./control.ts";
+import type { Config } from "../config/config.ts";
+import { parseBackendUrl } from "../balancing/pool.ts";
+import { STRATEGY_NAMES } from "../balancing/strategies/registry.ts";
+import { type Control, ControlError, PersistError } from "../control/control.ts";
 
 /** Largest request body the API reads. */
 const MAX_BODY_BYTES = 64 * 1024;

@@ -9,8 +9,8 @@
  * One timer per lb takes the samples; clients only add a stream. A client that stops
  * reading is dropped instead of buffering without bound.
  */
-import type { ServerPool } from "../state.ts";
-import type { Control, ServerView } from "./control.ts";
+import type { ServerPool } from "../balancing/pool.ts";
+import type { Control, ServerView } from "../control/control.ts";
 
 export interface Snapshot {
   time: number;

@@ -8,9 +8,9 @@
  * scrapes, in the metrics' `collect()` hooks.
  */
 import client from "prom-client";
-import type { Balancer } from "../balancer.ts";
+import type { Balancer } from "../balancing/balancer.ts";
 import type { RequestRecord } from "../log.ts";
-import { type ServerPool, type ServerStateName, stateOf } from "../state.ts";
+import { type ServerPool, type ServerStateName, stateOf } from "../balancing/pool.ts";
 
 const STATES: ServerStateName[] = ["healthy", "unhealthy", "ejected", "draining", "disabled"];
 const METHODS = new Set([

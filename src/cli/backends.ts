@@ -7,7 +7,7 @@ import {
   numberListFlag,
   parseFlags,
   UsageError,
-} from "./_args.ts";
+} from "./_flags.ts";
 
 const NAME = "backends";
 

@@ -1,6 +1,6 @@
 import YAML from "yaml";
-import { type Config, loadConfig } from "../config.ts";
-import { type Command, noPositionals, parseFlags } from "./_args.ts";
+import { type Config, loadConfig } from "../config/config.ts";
+import { type Command, noPositionals, parseFlags } from "./_flags.ts";
 
 const USAGE = `Usage: lb check [--config FILE]
 

@@ -1,6 +1,6 @@
 import { startDemoBackends } from "../../backends/demo.ts";
-import { applyOverrides, parseConfig } from "../config.ts";
-import { DEFAULT_CONFIG_YAML } from "../default_config.ts";
+import { applyOverrides, parseConfig } from "../config/config.ts";
+import { DEFAULT_CONFIG_YAML } from "../config/default_config.ts";
 import {
   type Command,
   intFlag,
@@ -8,7 +8,7 @@ import {
   numberListFlag,
   parseFlags,
   UsageError,
-} from "./_args.ts";
+} from "./_flags.ts";
 import { runLbUntilSignal } from "./serve.ts";
 
 const USAGE = `Usage: lb demo [flags]

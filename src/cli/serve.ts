@@ -4,12 +4,12 @@ import {
   ConfigError,
   type ConfigOverrides,
   loadConfig,
-} from "../config.ts";
+} from "../config/config.ts";
 import { type Lb, startLb } from "../lb.ts";
 import { createLogger, resolveFormat } from "../log.ts";
-import { watchConfigFile } from "../reload.ts";
-import { type Command, intFlag, noPositionals, parseFlags, UsageError } from "./_args.ts";
-import { startWorkers, workerArgs, type Workers } from "./workers.ts";
+import { watchConfigFile } from "../control/reload.ts";
+import { type Command, intFlag, noPositionals, parseFlags, UsageError } from "./_flags.ts";
+import { startWorkers, workerArgs, type Workers } from "./_workers.ts";
 
 const USAGE = `Usage: lb serve [flags]
 

@@ -1,6 +1,6 @@
 /** `lb simulate`: run a strategy against simulated servers in virtual time and print the result. */
-import { simulate, type SimulateResult } from "../simulate.ts";
-import { STRATEGY_NAMES } from "../strategies/mod.ts";
+import { simulate, type SimulateResult } from "../balancing/simulate.ts";
+import { STRATEGY_NAMES } from "../balancing/strategies/registry.ts";
 import {
   type Command,
   intFlag,
@@ -8,7 +8,7 @@ import {
   numberListFlag,
   parseFlags,
   UsageError,
-} from "./_args.ts";
+} from "./_flags.ts";
 
 const NAME = "simulate";
 
