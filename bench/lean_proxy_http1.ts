@@ -50,7 +50,7 @@ async function handle(req: Request): Promise<Response> {
     if (!SKIP.has(raw[j].toLowerCase())) out.push([raw[j], raw[j + 1]]);
   }
   const conn = c;
-  const park = () => conn.reusable ? (idle[i].push(conn), conn.watch(() => {})) : conn.close();
+  const park = () => conn.reusable ? (idle[i].push(conn), conn.park(() => {})) : conn.close();
   if (head.framing === "length" && head.length <= 64 * 1024) {
     const body = new Uint8Array(head.length);
     let at = 0;

@@ -21,6 +21,8 @@ export interface RequestRecord {
   bytesOut: number;
   /** Why lb answered with an error or the response was cut, when it did. */
   error?: string;
+  /** Request headers left out because their names had `_` (see `underscoreHeaders`). */
+  droppedHeaders?: number;
 }
 
 export type LogFormat = "json" | "text";

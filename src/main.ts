@@ -10,7 +10,7 @@ import { checkCommand } from "./cli/check.ts";
 import { simulateCommand } from "./cli/simulate.ts";
 import { demoCommand } from "./cli/demo.ts";
 
-export const VERSION: string = denoJson.version;
+const VERSION: string = denoJson.version;
 
 const COMMANDS: Command[] = [
   serveCommand,

@@ -1,7 +1,8 @@
 /** Test helpers: a real lb in front of real demo backends, all on port 0, and what tests share. */
 import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend } from "../backends/demo.ts";
-import { type Config, parseConfig, validateConfig } from "../src/config/config.ts";
+import { parseConfig, validateConfig } from "../src/config/load.ts";
+import type { Config } from "../src/config/schema.ts";
 import { type Lb, startLb } from "../src/lb.ts";
 import { createLogger, type Logger, type RequestRecord } from "../src/log.ts";
 

@@ -5,7 +5,7 @@
  * Run: deno test -A bench/
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../src/config/config.ts";
+import { parseConfig } from "../src/config/load.ts";
 import { haproxyConfig, lbConfig, nginxConfig } from "../bench/_configs.ts";
 import { freePort, memoryOf, Procs, waitForPort } from "../bench/_procs.ts";
 import { summarizeProfile } from "../bench/_profile.ts";

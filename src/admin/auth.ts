@@ -3,7 +3,7 @@
  * rule that a listener reachable from other machines must have one.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { Config } from "../config/config.ts";
+import type { Config } from "../config/schema.ts";
 
 /** The admin token: `admin.token` from the config, else the `LB_ADMIN_TOKEN` environment variable. */
 export function resolveAdminToken(config: Config): string | undefined {

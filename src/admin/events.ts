@@ -10,7 +10,8 @@
  * reading is dropped instead of buffering without bound.
  */
 import type { ServerPool } from "../balancing/pool.ts";
-import type { Control, ServerView } from "../control/control.ts";
+import type { Control } from "../control/control.ts";
+import { type ServerView, serverView, type ViewSources } from "./server_view.ts";
 
 export interface Snapshot {
   time: number;
@@ -37,6 +38,8 @@ export interface EventHubOptions {
   intervalMs?: number;
   /** Samples kept for `history`. Default 300 (five minutes at 1 s). */
   historySize?: number;
+  /** Where server views find drains and 5xx counts. Default: the control's drains, no 5xx. */
+  sources?: ViewSources;
 }
 
 const enc = new TextEncoder();
@@ -48,6 +51,7 @@ export const MAX_CLIENTS = 64;
 export class EventHub {
   #opts: EventHubOptions;
   #pool: ServerPool;
+  #sources: ViewSources;
   #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
   #history: Sample[] = [];
   #timer: ReturnType<typeof setInterval>;
@@ -58,6 +62,8 @@ export class EventHub {
   constructor(opts: EventHubOptions) {
     this.#opts = opts;
     this.#pool = opts.control.pool;
+    this.#sources = opts.sources ??
+      { removing: (s) => opts.control.drains.has(s), responses5xx: () => 0 };
     this.#timer = setInterval(() => this.#tick(), opts.intervalMs ?? 1000);
     this.#unsubscribe.push(
       this.#pool.subscribe((e) => {
@@ -87,7 +93,7 @@ export class EventHub {
       version: this.#opts.version,
       uptimeSeconds: Math.round((now - this.#opts.startedAt) / 1000),
       strategy: { name: st.name, options: { ...st.options } },
-      servers: this.#pool.servers.map((s) => control.view(s, now)),
+      servers: this.#pool.servers.map((s) => serverView(s, this.#sources, now)),
     };
   }
 
@@ -98,7 +104,7 @@ export class EventHub {
       s: this.#pool.servers.map((x) => [
         x.id,
         x.requests,
-        x.errors + this.#opts.control.responses5xx(x),
+        x.errors + this.#sources.responses5xx(x),
         Math.round(x.latency.value * 100) / 100,
         x.inflight,
       ]),

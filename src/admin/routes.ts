@@ -5,6 +5,7 @@
  * | --- | --- | --- |
  * | `GET /healthz` | the balancer itself | no |
  * | `GET /` | the dashboard page (it asks for the token and keeps it in sessionStorage) | no |
+ * | `GET /assets/…` | the dashboard's script and stylesheet | no |
  * | `/api/…` | the JSON API (api.ts) | `Authorization: Bearer` |
  * | `GET /metrics` | Prometheus text | `Authorization: Bearer` |
  * | `GET /events` | Server-Sent Events | `Authorization: Bearer`, or `?access_token=` (RFC 6750 §2.3), because a browser's EventSource cannot send headers |
@@ -14,19 +15,20 @@
  * through DNS rebinding. Changes need POST/PATCH/PUT/DELETE with a JSON body type, and a
  * cross-site Origin is refused, so a page cannot forge them either.
  */
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import type { Balancer } from "../balancing/balancer.ts";
-import type { Config } from "../config/config.ts";
-import type { Logger } from "../log.ts";
-import { createApi, errorJson } from "./api.ts";
-import { bearerToken, isLocalHostHeader, tokenMatches } from "./auth.ts";
+import type { Server } from "../balancing/server.ts";
 import type { Control } from "../control/control.ts";
-import { DASHBOARD_CSP, DASHBOARD_HTML } from "./dashboard.ts";
+import type { Logger } from "../log.ts";
+import { createApi } from "./api.ts";
+import { bearerToken, isLocalHostHeader, tokenMatches } from "./auth.ts";
+import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from "./dashboard.ts";
 import { EventHub } from "./events.ts";
+import { errorJson } from "./json.ts";
 import type { LbMetrics } from "./metrics.ts";
+import { serverView, type ViewSources } from "./server_view.ts";
 
 export interface AdminDeps {
-  config: Config;
   balancer: Balancer;
   logger: Logger;
   version: string;
@@ -54,109 +56,119 @@ function clientOf(c: Context): string {
   return (c.env as ConnInfo)?.remoteAddr?.hostname ?? "unknown";
 }
 
-const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-
 export function createAdminApp(deps: AdminDeps): AdminApp {
-  const { token, control } = deps;
+  const { token, control, metrics } = deps;
+  const sources: ViewSources = {
+    removing: (s) => control.drains.has(s),
+    responses5xx: (s) => metrics.responses5xx(s.id),
+  };
   const events = new EventHub({
     control,
     version: deps.version,
     startedAt: deps.startedAt,
     intervalMs: deps.eventsIntervalMs,
+    sources,
   });
   const app = new Hono();
-
-  app.use("*", async (c, next) => {
-    await next();
-    c.header("x-content-type-options", "nosniff");
-    c.header("referrer-policy", "no-referrer");
-    if (!c.res.headers.has("cache-control")) c.header("cache-control", "no-store");
-  });
-
-  app.get("/healthz", (c) =>
-    c.json({
-      status: "ok",
-      version: deps.version,
-      uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
-      strategy: deps.balancer.strategy.name,
-      servers: deps.balancer.pool.servers.length,
-    }));
-
-  app.use("*", async (c, next) => {
-    if (!token && !isLocalHostHeader(c.req.header("host"))) {
-      return errorJson(
-        c,
-        403,
-        "forbidden",
-        "without an admin token, the admin listener only answers requests for localhost or 127.0.0.1",
-      );
-    }
-    const origin = c.req.header("origin");
-    if (MUTATING.has(c.req.method) && origin !== undefined) {
-      let same = false;
-      try {
-        same = new URL(origin).host === c.req.header("host");
-      } catch {
-        same = false;
-      }
-      if (!same) {
-        return errorJson(c, 403, "forbidden", "cross-site admin requests are refused");
-      }
-    }
-    return await next();
-  });
-
-  const needsToken = (queryToken: boolean) => async (c: Context, next: () => Promise<void>) => {
-    if (!token) return await next();
-    const presented = bearerToken(c.req.header("authorization")) ??
-      (queryToken ? c.req.query("access_token") : undefined);
-    if (!tokenMatches(presented, token)) {
-      return errorJson(
-        c,
-        401,
-        "unauthorized",
-        presented === undefined
-          ? "this admin route needs the header Authorization: Bearer <token>"
-          : "wrong admin token",
-        undefined,
-        { "www-authenticate": 'Bearer realm="lb admin"' },
-      );
-    }
-    return await next();
-  };
-  app.use("/api/*", needsToken(false));
-  app.use("/api", needsToken(false));
-  app.use("/metrics", needsToken(false));
-  app.use("/events", needsToken(true));
-
-  app.get("/", (c) => {
-    c.header("content-security-policy", DASHBOARD_CSP);
-    c.header("cache-control", "no-cache");
-    return c.html(DASHBOARD_HTML);
-  });
-  app.get("/metrics", async (c) => {
-    const text = await deps.metrics.text();
-    return c.body(text, 200, { "content-type": deps.metrics.contentType });
-  });
-  app.get("/events", () => events.response());
-  app.route(
-    "/api",
-    createApi({
-      control,
-      initiallyHealthy: (cfg) => cfg.health.assumeHealthy || !cfg.health.enabled,
-      who: clientOf,
-    }),
+  app.use("*", securityHeaders);
+  app.get("/healthz", (c) => c.json(health(deps)));
+  app.use("*", localAndSameSite(token));
+  for (const path of ["/api/*", "/api", "/metrics"]) app.use(path, requireToken(token, false));
+  app.use("/events", requireToken(token, true));
+  pageRoutes(app);
+  app.get(
+    "/metrics",
+    async (c) => c.body(await metrics.text(), 200, { "content-type": metrics.contentType }),
   );
-
+  app.get("/events", () => events.response());
+  const view = (s: Server, now?: number) => serverView(s, sources, now);
+  const initiallyHealthy = (cfg: typeof control.config) =>
+    cfg.health.assumeHealthy || !cfg.health.enabled;
+  app.route("/api", createApi({ control, view, initiallyHealthy, who: clientOf }));
   app.notFound((c) => errorJson(c, 404, "not_found", "no such admin route"));
   app.onError((err, c) => {
     deps.logger.error(`admin: ${err instanceof Error ? err.message : String(err)}`);
     return errorJson(c, 500, "internal", "the admin API failed");
   });
+  return { app, events, fetch: (req, info) => app.fetch(req, info), close: () => events.close() };
+}
+
+/** `GET /healthz`: the balancer itself, for liveness probes (no token). */
+function health(deps: AdminDeps) {
   return {
-    app,
-    events,
-    fetch: (req, info) => app.fetch(req, info),
-    close: () => events.close(),
+    status: "ok",
+    version: deps.version,
+    uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+    strategy: deps.balancer.strategy.name,
+    servers: deps.balancer.pool.servers.length,
+  };
+}
+
+/** The dashboard page and its two assets. */
+function pageRoutes(app: Hono): void {
+  app.get("/", (c) => {
+    c.header("content-security-policy", DASHBOARD_CSP);
+    c.header("cache-control", "no-cache");
+    return c.html(DASHBOARD_HTML);
+  });
+  const asset = (type: string, text: string) => (c: Context) => {
+    c.header("cache-control", "no-cache");
+    return c.body(text, 200, { "content-type": type });
+  };
+  app.get("/assets/dashboard.js", asset("text/javascript; charset=utf-8", DASHBOARD_JS));
+  app.get("/assets/dashboard.css", asset("text/css; charset=utf-8", DASHBOARD_CSS));
+}
+
+const securityHeaders: MiddlewareHandler = async (c, next) => {
+  await next();
+  c.header("x-content-type-options", "nosniff");
+  c.header("referrer-policy", "no-referrer");
+  if (!c.res.headers.has("cache-control")) c.header("cache-control", "no-store");
+};
+
+const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+/**
+ * Without a token, only a local Host is answered (no DNS rebinding); changes from another
+ * site's page (a cross-site Origin) are refused either way.
+ */
+function localAndSameSite(token: string | undefined): MiddlewareHandler {
+  return async (c, next) => {
+    if (!token && !isLocalHostHeader(c.req.header("host"))) {
+      const why =
+        "without an admin token, the admin listener only answers requests for localhost or 127.0.0.1";
+      return errorJson(c, 403, "forbidden", why);
+    }
+    const origin = c.req.header("origin");
+    if (
+      MUTATING.has(c.req.method) && origin !== undefined && !sameHost(origin, c.req.header("host"))
+    ) {
+      return errorJson(c, 403, "forbidden", "cross-site admin requests are refused");
+    }
+    return await next();
+  };
+}
+
+function sameHost(origin: string, host: string | undefined): boolean {
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+/** The bearer token (or, where EventSource needs it, `?access_token=`) when one is set. */
+function requireToken(token: string | undefined, queryToken: boolean): MiddlewareHandler {
+  return async (c, next) => {
+    if (!token) return await next();
+    const presented = bearerToken(c.req.header("authorization")) ??
+      (queryToken ? c.req.query("access_token") : undefined);
+    if (tokenMatches(presented, token)) return await next();
+    const message = presented === undefined
+      ? "this admin route needs the header Authorization: Bearer <token>"
+      : "wrong admin token";
+    return errorJson(c, 401, "unauthorized", message, undefined, {
+      "www-authenticate": 'Bearer realm="lb admin"',
+    });
   };
 }

@@ -8,7 +8,8 @@ import {
   type Strategy,
   type StrategyOptions,
 } from "./strategies/registry.ts";
-import type { Server, ServerPool } from "./pool.ts";
+import type { ServerPool } from "./pool.ts";
+import type { Server } from "./server.ts";
 
 export class Balancer {
   #strategy: Strategy;

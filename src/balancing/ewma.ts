@@ -44,7 +44,7 @@ export function observe(e: Ewma, sample: number, now: number, tau = DEFAULT_TAU_
  * so a server that was slow once is eventually tried again (no starvation).
  */
 export function estimate(
-  e: Ewma,
+  e: Readonly<Ewma>,
   now: number,
   tau = DEFAULT_TAU_MS,
   which: "value" | "peak" = "value",

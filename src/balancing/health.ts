@@ -16,10 +16,11 @@
  * await checks.stop();
  * ```
  */
-import type { Config } from "../config/config.ts";
+import type { Config } from "../config/schema.ts";
 import { Http1Conn, latin1Bytes, requestHead } from "../proxy/http1.ts";
 import type { Logger } from "../log.ts";
-import type { Server, ServerPool } from "./pool.ts";
+import type { ServerPool } from "./pool.ts";
+import type { Server } from "./server.ts";
 
 export interface HealthCheckOptions {
   /** Uniform numbers in [0, 1) for the jitter. Default `Math.random`. */
@@ -125,74 +126,94 @@ export function startHealthChecks(
   opts: HealthCheckOptions = {},
 ): HealthChecks {
   if (!cfg.enabled) return { stop: () => Promise.resolve() };
-  const random = opts.random ?? Math.random;
-  const checkers = new Map<Server, Checker>();
-  /** Checks of removed servers still winding down, so `stop` can wait for them. */
-  const halting = new Set<Promise<void>>();
-  const jittered = () => cfg.interval * (0.9 + 0.2 * random());
-
-  const schedule = (s: Server, c: Checker, ms: number) => {
-    if (c.stopped) return;
-    c.timer = setTimeout(() => {
-      c.timer = undefined;
-      c.running = run(s, c);
-    }, ms);
-  };
-
-  const run = async (s: Server, c: Checker) => {
-    try {
-      const r = await checkOnce(s, cfg, c.abort.signal);
-      if (c.stopped) return;
-      pool.recordHealth(s, r.ok, r.detail, cfg.rise, cfg.fall);
-    } catch (e) {
-      // recordHealth runs listeners; one that throws must not end this server's checks.
-      logger.error(`health check of ${s.id} failed: ${(e as Error)?.message ?? e}`, {
-        server: s.id,
-      });
-    } finally {
-      c.running = undefined;
-      schedule(s, c, jittered());
-    }
-  };
-
-  const start = (s: Server) => {
-    const c: Checker = { abort: new AbortController(), stopped: false };
-    checkers.set(s, c);
-    // The first check comes soon (servers that start unhealthy wait for rise checks), spread
-    // over a tenth of the interval so a large pool does not check everything at once.
-    schedule(s, c, cfg.interval * 0.1 * random());
-  };
-
-  const halt = (s: Server, c: Checker): Promise<void> => {
-    c.stopped = true;
-    clearTimeout(c.timer);
-    c.abort.abort();
-    checkers.delete(s);
-    return c.running ?? Promise.resolve();
-  };
-
-  const sync = () => {
-    const live = new Set(pool.servers);
-    for (const [s, c] of checkers) {
-      if (live.has(s)) continue;
-      const p = halt(s, c).then(() => void halting.delete(p));
-      halting.add(p);
-    }
-    for (const s of live) if (!checkers.has(s)) start(s);
-  };
-
-  for (const s of pool.servers) start(s);
+  const loop = new HealthLoop(pool, cfg, logger, opts.random ?? Math.random);
+  for (const s of pool.servers) loop.start(s);
   const unsubscribe = pool.subscribe((e) => {
-    if (e.type === "membership") sync();
+    if (e.type === "membership") loop.sync();
   });
-
   let stopping: Promise<void> | undefined;
   return {
     stop() {
-      return stopping ??= (async () => {
-        unsubscribe();
-        await Promise.all([...[...checkers].map(([s, c]) => halt(s, c)), ...halting]);
-      })();
+      unsubscribe();
+      return stopping ??= loop.stopAll();
     },
   };
+}
+
+/** One checker per server, each scheduling its next check when the last has finished. */
+class HealthLoop {
+  readonly #checkers = new Map<Server, Checker>();
+  /** Checks of removed servers still winding down, so `stopAll` can wait for them. */
+  readonly #halting = new Set<Promise<void>>();
+
+  constructor(
+    readonly pool: ServerPool,
+    readonly cfg: Config["health"],
+    readonly logger: Logger,
+    readonly random: () => number,
+  ) {}
+
+  /**
+   * The first check comes soon (servers that start unhealthy wait for rise checks), spread
+   * over a tenth of the interval so a large pool does not check everything at once.
+   */
+  start(s: Server): void {
+    const c: Checker = { abort: new AbortController(), stopped: false };
+    this.#checkers.set(s, c);
+    this.#schedule(s, c, this.cfg.interval * 0.1 * this.random());
+  }
+
+  /** Starts checkers for new servers and stops those of removed ones. */
+  sync(): void {
+    const live = new Set(this.pool.servers);
+    for (const [s, c] of this.#checkers) {
+      if (live.has(s)) continue;
+      const p = this.#halt(s, c).then(() => void this.#halting.delete(p));
+      this.#halting.add(p);
+    }
+    for (const s of live) if (!this.#checkers.has(s)) this.start(s);
+  }
+
+  /** Clears every timer and aborts checks in flight; resolves once they have all ended. */
+  async stopAll(): Promise<void> {
+    const halts = [...this.#checkers].map(([s, c]) => this.#halt(s, c));
+    await Promise.all([...halts, ...this.#halting]);
+  }
+
+  /** Interval with ±10 % jitter, so checks of many servers do not align. */
+  #jittered(): number {
+    return this.cfg.interval * (0.9 + 0.2 * this.random());
+  }
+
+  #schedule(s: Server, c: Checker, ms: number): void {
+    if (c.stopped) return;
+    c.timer = setTimeout(() => {
+      c.timer = undefined;
+      c.running = this.#run(s, c);
+    }, ms);
+  }
+
+  async #run(s: Server, c: Checker): Promise<void> {
+    const { cfg } = this;
+    try {
+      const r = await checkOnce(s, cfg, c.abort.signal);
+      if (c.stopped) return;
+      this.pool.recordHealth(s, r.ok, r.detail, cfg.rise, cfg.fall);
+    } catch (e) {
+      // recordHealth runs listeners; one that throws must not end this server's checks.
+      const why = e instanceof Error ? e.message : String(e);
+      this.logger.error(`health check of ${s.id} failed: ${why}`, { server: s.id });
+    } finally {
+      c.running = undefined;
+      this.#schedule(s, c, this.#jittered());
+    }
+  }
+
+  #halt(s: Server, c: Checker): Promise<void> {
+    c.stopped = true;
+    clearTimeout(c.timer);
+    c.abort.abort();
+    this.#checkers.delete(s);
+    return c.running ?? Promise.resolve();
+  }
 }

@@ -3,8 +3,9 @@
  * eject a server for baseEjection × times ejected (capped), never more than
  * maxEjectionPercent of the servers at once.
  */
-import type { Config } from "../config/config.ts";
-import type { Server, ServerPool } from "./pool.ts";
+import type { Config } from "../config/schema.ts";
+import type { ServerPool } from "./pool.ts";
+import type { Server } from "./server.ts";
 
 /** Called by the proxy path after a failed try; ejects `s` when it has failed often enough. */
 export function maybeEject(

@@ -15,6 +15,7 @@
  * ```
  */
 import { ServerPool } from "./pool.ts";
+import type { Server } from "./server.ts";
 import { createStrategy } from "./strategies/registry.ts";
 import { seededRandom } from "./strategies/seeded_random.ts";
 import type { PickContext, Strategy, StrategyOptions } from "./strategies/types.ts";
@@ -84,11 +85,6 @@ const T0 = 1_000_000;
 export function simulate(opts: SimulateOptions): SimulateResult {
   const latency = opts.latency ?? [5, 50, 200];
   const n = opts.servers ?? latency.length;
-  const requests = opts.requests ?? 10_000;
-  const concurrency = opts.concurrency ?? 50;
-  const loadFactor = opts.loadFactor ?? 0.02;
-  const sigma = opts.sigma ?? 0.5;
-  const seed = opts.seed ?? 1;
   if (!Number.isInteger(n) || n < 1) {
     throw new Error(`servers must be a whole number ≥ 1, got ${n}`);
   }
@@ -103,73 +99,110 @@ export function simulate(opts: SimulateOptions): SimulateResult {
     })),
     { latencyTau: opts.latencyTau },
   );
-  const servers = pool.servers;
-  const indexOf = new Map(servers.map((s, i) => [s, i]));
   const strategy = typeof opts.strategy === "string"
     ? createStrategy(opts.strategy, { latencyTau: opts.latencyTau, ...opts.strategyOptions })
     : opts.strategy;
-  strategy.rebuild?.(servers);
+  strategy.rebuild?.(pool.servers);
+  const run = new Run(opts, pool, strategy, latency);
+  run.go();
+  return summarize(strategy.name, pool.servers, run);
+}
 
-  let means = Float64Array.from({ length: n }, (_, i) => latency[i % latency.length]);
-  const changes = [...(opts.changes ?? [])].sort((a, b) => a.after - b.after);
-  const latencyRandom = seededRandom(seed);
-  const keyRandom = seededRandom(seed ^ 0x5bd1e995);
-  const keyOf = keyPicker(opts.keys ?? 1000, opts.keySkew ?? 0, keyRandom);
-  let key = "";
-  const ctx: PickContext = { now: T0, random: seededRandom(seed ^ 0x9e3779b9), key: () => key };
+/** One simulated run: clients in a closed loop, completions in virtual time. */
+class Run {
+  readonly n: number;
+  readonly requests: number;
+  readonly samples: number[][];
+  readonly picks: Int32Array | undefined;
+  means: Float64Array;
+  sent = 0;
+  unserved = 0;
+  now = T0;
+  readonly #queue = new CompletionQueue();
+  readonly #changes: { after: number; latency: number[] }[];
+  readonly #latencyRandom: () => number;
+  readonly #keyOf: () => string;
+  readonly #ctx: PickContext;
+  readonly #indexOf: Map<Server, number>;
+  #key = "";
 
-  const samples = Array.from({ length: n }, () => [] as number[]);
-  const picks = opts.recordPicks ? new Int32Array(requests).fill(-1) : undefined;
-  const queue = new CompletionQueue();
-  let sent = 0;
-  let unserved = 0;
-  let now = T0;
-
-  // Sends requests until one is taken by a server (or none are left to send).
-  const send = () => {
-    while (sent < requests) {
-      while (changes.length && changes[0].after <= sent) {
-        const c = changes.shift()!;
-        means = Float64Array.from({ length: n }, (_, i) => c.latency[i % c.latency.length]);
-      }
-      const id = sent++;
-      key = keyOf();
-      ctx.now = now;
-      const s = strategy.pick(servers, ctx);
-      if (s === undefined) {
-        unserved++;
-        continue;
-      }
-      const i = indexOf.get(s)!;
-      if (picks) picks[id] = i;
-      pool.beginRequest(s);
-      const ms = means[i] * (1 + loadFactor * (s.inflight - 1)) * lognormal(latencyRandom, sigma);
-      queue.push(now + ms, i, ms);
-      return;
-    }
-  };
-
-  for (let c = 0; c < concurrency && sent < requests; c++) send();
-  while (queue.size > 0) {
-    const { time, server, ms } = queue.pop();
-    now = time;
-    pool.endRequest(servers[server], true, ms, now);
-    samples[server].push(ms);
-    send();
+  constructor(
+    readonly opts: SimulateOptions,
+    readonly pool: ServerPool,
+    readonly strategy: Strategy,
+    latency: number[],
+  ) {
+    const seed = opts.seed ?? 1;
+    this.n = pool.servers.length;
+    this.requests = opts.requests ?? 10_000;
+    this.samples = Array.from({ length: this.n }, () => []);
+    this.picks = opts.recordPicks ? new Int32Array(this.requests).fill(-1) : undefined;
+    this.means = this.#meansOf(latency);
+    this.#changes = [...(opts.changes ?? [])].sort((a, b) => a.after - b.after);
+    this.#latencyRandom = seededRandom(seed);
+    this.#keyOf = keyPicker(opts.keys ?? 1000, opts.keySkew ?? 0, seededRandom(seed ^ 0x5bd1e995));
+    this.#ctx = { now: T0, random: seededRandom(seed ^ 0x9e3779b9), key: () => this.#key };
+    this.#indexOf = new Map(pool.servers.map((s, i) => [s, i]));
   }
 
-  const all = new Float64Array(samples.reduce((a, s) => a + s.length, 0));
+  #meansOf(latency: number[]): Float64Array {
+    return Float64Array.from({ length: this.n }, (_, i) => latency[i % latency.length]);
+  }
+
+  go(): void {
+    const concurrency = this.opts.concurrency ?? 50;
+    for (let c = 0; c < concurrency && this.sent < this.requests; c++) this.#send();
+    const servers = this.pool.servers;
+    while (this.#queue.size > 0) {
+      const { time, server, ms } = this.#queue.pop();
+      this.now = time;
+      this.pool.endRequest(servers[server], true, ms, time);
+      this.samples[server].push(ms);
+      this.#send();
+    }
+  }
+
+  /** Sends requests until one is taken by a server (or none are left to send). */
+  #send(): void {
+    const loadFactor = this.opts.loadFactor ?? 0.02;
+    const sigma = this.opts.sigma ?? 0.5;
+    while (this.sent < this.requests) {
+      while (this.#changes.length && this.#changes[0].after <= this.sent) {
+        this.means = this.#meansOf(this.#changes.shift()!.latency);
+      }
+      const id = this.sent++;
+      this.#key = this.#keyOf();
+      this.#ctx.now = this.now;
+      const s = this.strategy.pick(this.pool.servers, this.#ctx);
+      if (s === undefined) {
+        this.unserved++;
+        continue;
+      }
+      const i = this.#indexOf.get(s)!;
+      if (this.picks) this.picks[id] = i;
+      this.pool.beginRequest(s);
+      const load = 1 + loadFactor * (s.inflight - 1);
+      const ms = this.means[i] * load * lognormal(this.#latencyRandom, sigma);
+      this.#queue.push(this.now + ms, i, ms);
+      return;
+    }
+  }
+}
+
+/** Shares and percentiles per server and overall. */
+function summarize(name: string, servers: readonly Server[], run: Run): SimulateResult {
+  const all = new Float64Array(run.samples.reduce((a, s) => a + s.length, 0));
   let k = 0;
-  for (const list of samples) for (const v of list) all[k++] = v;
+  for (const list of run.samples) for (const v of list) all[k++] = v;
   all.sort();
   const answered = all.length;
   return {
-    strategy: strategy.name,
+    strategy: name,
     servers: servers.map((s, i) => {
-      const sorted = Float64Array.from(samples[i]).sort();
+      const sorted = Float64Array.from(run.samples[i]).sort();
       return {
         id: s.id,
-        meanLatency: means[i],
+        meanLatency: run.means[i],
         weight: s.weight,
         requests: sorted.length,
         share: answered ? sorted.length / answered : 0,
@@ -183,9 +216,9 @@ export function simulate(opts: SimulateOptions): SimulateResult {
       p99: percentile(all, 0.99),
       mean: answered ? all.reduce((a, v) => a + v, 0) / answered : 0,
     },
-    unserved,
-    duration: now - T0,
-    picks,
+    unserved: run.unserved,
+    duration: run.now - T0,
+    picks: run.picks,
   };
 }
 

@@ -55,6 +55,12 @@ export function intFlag(
   return Number(v);
 }
 
+/** `--log-format`: json or text. */
+export function logFormatFlag(v: string | undefined, command: string): "json" | "text" | undefined {
+  if (v === undefined || v === "json" || v === "text") return v;
+  throw new UsageError(`--log-format must be json or text, got "${v}"`, command);
+}
+
 /** A comma list of numbers within [min, max] (e.g. `5,50,200`). */
 export function numberListFlag(
   v: string | undefined,

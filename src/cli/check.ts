@@ -1,5 +1,6 @@
 import YAML from "yaml";
-import { type Config, loadConfig } from "../config/config.ts";
+import { loadConfig } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
 import { type Command, noPositionals, parseFlags } from "./_flags.ts";
 
 const USAGE = `Usage: lb check [--config FILE]

@@ -1,20 +1,24 @@
 import { startDemoBackends } from "../../backends/demo.ts";
-import { applyOverrides, parseConfig } from "../config/config.ts";
-import { DEFAULT_CONFIG_YAML } from "../config/default_config.ts";
+import { backendSchema } from "../config/backend.ts";
+import { BUILT_IN, ConfigError, DEFAULT_CONFIG_YAML, parseConfig } from "../config/load.ts";
+import { applyOverrides, type ConfigOverrides } from "../config/overrides.ts";
+import type { Config } from "../config/schema.ts";
 import {
   type Command,
   intFlag,
+  logFormatFlag,
   noPositionals,
   numberListFlag,
   parseFlags,
   UsageError,
 } from "./_flags.ts";
-import { runLbUntilSignal } from "./serve.ts";
+import { runLbUntilSignal } from "./_run.ts";
 
 const USAGE = `Usage: lb demo [flags]
 
-Starts three demo backends (127.0.0.1:9001-9003) and the balancer in front of them
-(127.0.0.1:8000, admin 127.0.0.1:8001) on the built-in default config.
+Starts three demo backends (127.0.0.1:9001-9003; --backend-port moves them) and the
+balancer in front of them (127.0.0.1:8000, admin 127.0.0.1:8001) on the built-in
+default config.
 Ctrl-C stops both. Then try: curl localhost:8000/
 
 Flags:
@@ -53,37 +57,41 @@ export const demoCommand: Command = {
         throw new UsageError(`${flag} takes 1 or 3 values`, "demo");
       }
     }
-    const logFormat = values["log-format"];
-    if (logFormat !== undefined && logFormat !== "json" && logFormat !== "text") {
-      throw new UsageError(`--log-format must be json or text, got "${logFormat}"`, "demo");
-    }
-    let config = parseConfig(DEFAULT_CONFIG_YAML, "built-in defaults");
-    try {
-      config = applyOverrides(config, {
-        strategy: values.strategy,
-        logFormat,
-        port: intFlag(values.port, "--port", "demo", 0, 65535),
-        adminPort: intFlag(values["admin-port"], "--admin-port", "demo", 0, 65535),
-      });
-    } catch (e) {
-      throw new UsageError(
-        (e as Error & { problems?: string[] }).problems?.join("; ") ?? String(e),
-        "demo",
-      );
-    }
+    const config = demoConfig({
+      strategy: values.strategy,
+      logFormat: logFormatFlag(values["log-format"], "demo"),
+      port: intFlag(values.port, "--port", "demo", 0, 65535),
+      adminPort: intFlag(values["admin-port"], "--admin-port", "demo", 0, 65535),
+    });
+    const port = intFlag(values["backend-port"], "--backend-port", "demo", 0, 65533) ?? 9001;
     const backends = await startDemoBackends({
       count: 3,
       host: "127.0.0.1",
-      port: 9001,
+      port,
       latency,
       failRate,
     });
     for (const b of backends) console.log(`${b.name} listening on ${b.url}`);
     try {
+      // The balancer goes to the ports the backends got (--backend-port, or any with 0).
+      const withPorts = {
+        ...config,
+        backends: backends.map((b) => backendSchema.parse({ url: b.url, name: b.name })),
+      };
       // The demo starts the same every time: dashboard changes are not written to a state file.
-      return await runLbUntilSignal(config, "built-in defaults", { stateFile: false });
+      return await runLbUntilSignal(withPorts, BUILT_IN, { stateFile: false });
     } finally {
       await Promise.all(backends.map((b) => b.close()));
     }
   },
 };
+
+/** The built-in default config with the demo's flags over it. */
+function demoConfig(overrides: ConfigOverrides): Config {
+  try {
+    return applyOverrides(parseConfig(DEFAULT_CONFIG_YAML, BUILT_IN), overrides);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.problems.join("; "), "demo");
+    throw e;
+  }
+}

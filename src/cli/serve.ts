@@ -1,14 +1,16 @@
+import { BUILT_IN, ConfigError, loadConfig } from "../config/load.ts";
+import { applyOverrides, type ConfigOverrides } from "../config/overrides.ts";
+import type { Config } from "../config/schema.ts";
+import { runLbUntilSignal } from "./_run.ts";
+import { parseBackendUrl } from "../config/backend.ts";
 import {
-  applyOverrides,
-  type Config,
-  ConfigError,
-  type ConfigOverrides,
-  loadConfig,
-} from "../config/config.ts";
-import { type Lb, startLb } from "../lb.ts";
-import { createLogger, resolveFormat } from "../log.ts";
-import { watchConfigFile } from "../control/reload.ts";
-import { type Command, intFlag, noPositionals, parseFlags, UsageError } from "./_flags.ts";
+  type Command,
+  intFlag,
+  logFormatFlag,
+  noPositionals,
+  parseFlags,
+  UsageError,
+} from "./_flags.ts";
 import { startWorkers, workerArgs, type Workers } from "./_workers.ts";
 
 const USAGE = `Usage: lb serve [flags]
@@ -63,17 +65,13 @@ export function parseServeFlags(
     worker: { type: "string" },
   }, command);
   noPositionals(positionals, command);
-  const logFormat = values["log-format"];
-  if (logFormat !== undefined && logFormat !== "json" && logFormat !== "text") {
-    throw new UsageError(`--log-format must be json or text, got "${logFormat}"`, command);
-  }
+  const logFormat = logFormatFlag(values["log-format"], command);
   for (const b of values.backend ?? []) {
     try {
-      const u = new URL(b);
-      if (u.protocol !== "http:") throw new Error();
-    } catch {
+      parseBackendUrl(b);
+    } catch (e) {
       throw new UsageError(
-        `--backend must be an http:// URL like http://127.0.0.1:9001, got "${b}"`,
+        `--backend must be an http:// URL like http://127.0.0.1:9001: ${(e as Error).message}`,
         command,
       );
     }
@@ -93,7 +91,7 @@ export function parseServeFlags(
       port: intFlag(values.port, "--port", command, 0, 65535),
       backends: values.backend,
       adminPort: intFlag(values["admin-port"], "--admin-port", command, 0, 65535),
-      logFormat: logFormat as "json" | "text" | undefined,
+      logFormat,
     },
   };
 }
@@ -113,103 +111,6 @@ export async function resolveConfig(
   }
 }
 
-/** How `runLbUntilSignal` reloads (serve passes these; demo does not reload). */
-export interface RunOptions {
-  /** Loads the config again for SIGHUP and --watch; without it SIGHUP is ignored. */
-  reload?: () => Promise<Config>;
-  /** Reload when this file changes. */
-  watch?: string;
-  /** `false`: keep API changes in memory only (the demo); default: the state file. */
-  stateFile?: false;
-  /** Share the traffic port with other lb processes (`--workers`). */
-  reusePort?: boolean;
-  /** Runs once lb listens (the `--workers` parent starts its children here). */
-  onStarted?: (lb: Lb) => void;
-  /** Runs on SIGHUP besides the reload (the parent forwards it to its workers). */
-  onHup?: () => void;
-  /** Stops the workers after this process has stopped accepting. */
-  onShutdown?: (signal: Deno.Signal) => Promise<void>;
-  /** Also reload when the state file changes (a worker follows its parent's API changes). */
-  watchStateFile?: boolean;
-}
-
-/**
- * Runs lb until SIGINT or SIGTERM; then drains in-flight requests and resolves 0.
- * SIGHUP (and, with `watch`, a change to the config file) reloads the config.
- */
-export async function runLbUntilSignal(
-  config: Config,
-  source: string,
-  run: RunOptions = {},
-): Promise<number> {
-  const logger = createLogger({
-    format: resolveFormat(config.log.format),
-    access: config.log.access,
-  });
-  const lb = startLb({
-    config,
-    configSource: source,
-    logger,
-    stateFile: run.stateFile,
-    reusePort: run.reusePort,
-  });
-  logger.event(
-    "listen",
-    `lb traffic listening on ${lb.url} (${config.strategy}, ${lb.pool.servers.length} backends, config: ${source})`,
-    {
-      listener: "traffic",
-      url: lb.url,
-    },
-  );
-  if (lb.adminUrl) {
-    logger.event("listen", `lb admin listening on ${lb.adminUrl}`, {
-      listener: "admin",
-      url: lb.adminUrl,
-    });
-  }
-  run.onStarted?.(lb);
-  const reload = run.reload;
-  const onHup = reload || run.onHup
-    ? () => {
-      run.onHup?.();
-      if (reload) void lb.reload(reload, "SIGHUP");
-    }
-    : undefined;
-  if (onHup) Deno.addSignalListener("SIGHUP", onHup);
-  const watcher = reload && run.watch
-    ? watchConfigFile(run.watch, () => void lb.reload(reload, `${run.watch} changed`))
-    : undefined;
-  if (watcher) logger.event("watch", `reloading when ${run.watch} changes`, { file: run.watch });
-  const stateWatcher = reload && run.watchStateFile && lb.stateFile
-    ? watchConfigFile(lb.stateFile, () => void lb.reload(reload, "the state file changed"))
-    : undefined;
-  const signal = await new Promise<Deno.Signal>((resolve) => {
-    const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
-      const h = () => {
-        for (const [s, fn] of handlers) Deno.removeSignalListener(s, fn);
-        resolve(sig);
-      };
-      Deno.addSignalListener(sig, h);
-      return [sig, h] as const;
-    });
-  });
-  if (onHup) Deno.removeSignalListener("SIGHUP", onHup);
-  watcher?.close();
-  stateWatcher?.close();
-  logger.event(
-    "shutdown",
-    `${signal}: finishing in-flight requests (up to ${config.shutdownTimeout}ms)`,
-  );
-  const stopping = lb.shutdown();
-  await run.onShutdown?.(signal);
-  const inTime = await stopping;
-  logger.event(
-    "shutdown",
-    inTime ? "stopped" : "stopped; some requests were cut at the shutdown timeout",
-  );
-  return 0;
-}
-
 export const serveCommand: Command = {
   name: "serve",
   summary: "run the load balancer",
@@ -219,7 +120,7 @@ export const serveCommand: Command = {
     const resolved = await resolveConfig(configPath, overrides, "serve");
     const { source } = resolved;
     let config = resolved.config;
-    const fromFile = source !== "built-in defaults";
+    const fromFile = source !== BUILT_IN;
     if (watch && !fromFile) {
       throw new UsageError(
         "--watch needs a config file: pass --config FILE or create ./lb.yaml",

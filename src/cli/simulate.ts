@@ -1,6 +1,9 @@
 /** `lb simulate`: run a strategy against simulated servers in virtual time and print the result. */
-import { simulate, type SimulateResult } from "../balancing/simulate.ts";
-import { STRATEGY_NAMES } from "../balancing/strategies/registry.ts";
+import type { z } from "zod";
+import { simulate, type SimulateOptions, type SimulateResult } from "../balancing/simulate.ts";
+import { checkStrategyName, STRATEGY_NAMES } from "../balancing/strategies/registry.ts";
+import { weightSchema } from "../config/backend.ts";
+import { hashOptionsSchema } from "../config/strategy.ts";
 import {
   type Command,
   intFlag,
@@ -44,82 +47,78 @@ export const simulateCommand: Command = {
   summary: "try a strategy against simulated servers (virtual time, no network)",
   usage: USAGE,
   run(args: string[]): Promise<number> {
-    const { values, positionals } = parseFlags(args, {
-      strategy: { type: "string" },
-      servers: { type: "string" },
-      latency: { type: "string" },
-      weights: { type: "string" },
-      requests: { type: "string" },
-      concurrency: { type: "string" },
-      seed: { type: "string" },
-      keys: { type: "string" },
-      skew: { type: "string" },
-      "balance-factor": { type: "string" },
-    }, NAME);
-    noPositionals(positionals, NAME);
-    const strategy = values.strategy as string | undefined;
-    if (strategy === undefined) {
-      throw new UsageError(
-        `missing --strategy (choose one of: ${STRATEGY_NAMES.join(", ")})`,
-        NAME,
-      );
-    }
-    if (!STRATEGY_NAMES.includes(strategy)) {
-      throw new UsageError(
-        `unknown strategy "${strategy}" (choose one of: ${STRATEGY_NAMES.join(", ")})`,
-        NAME,
-      );
-    }
-    const flag = (k: string) => values[k as keyof typeof values] as string | undefined;
-    const servers = intFlag(flag("servers"), "--servers", NAME, 1, 1000);
-    const latency = numberListFlag(flag("latency"), "--latency", NAME, 0, 600_000);
-    const weights = numberListFlag(flag("weights"), "--weights", NAME, 1, 1000);
-    const requests = intFlag(flag("requests"), "--requests", NAME, 1, 10_000_000) ?? 10_000;
-    const concurrency = intFlag(flag("concurrency"), "--concurrency", NAME, 1, 100_000) ?? 50;
-    const seed = intFlag(flag("seed"), "--seed", NAME, 0, 2 ** 32 - 1) ?? 1;
-    const keys = intFlag(flag("keys"), "--keys", NAME, 1, 1_000_000);
-    const skew = single(numberListFlag(flag("skew"), "--skew", NAME, 0, 10), "--skew");
-    const balanceFactor = single(
-      numberListFlag(flag("balance-factor"), "--balance-factor", NAME, 0, 100),
-      "--balance-factor",
-    );
-    if (balanceFactor !== undefined && balanceFactor !== 0 && !(balanceFactor > 1)) {
-      throw new UsageError(
-        `--balance-factor must be 0 (off) or greater than 1, like 1.25; got ${balanceFactor}`,
-        NAME,
-      );
-    }
-    const n = servers ?? latency?.length ?? 3;
-    for (const [list, name] of [[latency, "--latency"], [weights, "--weights"]] as const) {
-      if (list && list.length !== 1 && list.length !== n) {
-        throw new UsageError(
-          `${name} takes 1 value or one per server (${n}), got ${list.length}`,
-          NAME,
-        );
-      }
-    }
-    if (weights?.some((w) => !Number.isInteger(w))) {
-      throw new UsageError(
-        `--weights takes whole numbers from 1 to 1000, got "${flag("weights")}"`,
-        NAME,
-      );
-    }
-    const result = simulate({
-      strategy,
-      strategyOptions: { hash: { balanceFactor } },
-      servers: n,
-      latency,
-      weights,
-      requests,
-      concurrency,
-      seed,
-      keys,
-      keySkew: skew,
-    });
+    const opts = parseSimulateFlags(args);
+    const result = simulate(opts);
+    const { requests = 0, concurrency = 0, seed = 0 } = opts;
     console.log(formatResult(result, { requests, concurrency, seed }));
     return Promise.resolve(0);
   },
 };
+
+/** The flags as simulation options; a bad one is a UsageError naming it. */
+function parseSimulateFlags(args: string[]): SimulateOptions & { strategy: string } {
+  const { values, positionals } = parseFlags(args, {
+    strategy: { type: "string" },
+    servers: { type: "string" },
+    latency: { type: "string" },
+    weights: { type: "string" },
+    requests: { type: "string" },
+    concurrency: { type: "string" },
+    seed: { type: "string" },
+    keys: { type: "string" },
+    skew: { type: "string" },
+    "balance-factor": { type: "string" },
+  }, NAME);
+  noPositionals(positionals, NAME);
+  const strategy = values.strategy;
+  if (strategy === undefined) {
+    throw new UsageError(`missing --strategy (choose one of: ${STRATEGY_NAMES.join(", ")})`, NAME);
+  }
+  usage(() => checkStrategyName(strategy));
+  const latency = numberListFlag(values.latency, "--latency", NAME, 0, 600_000);
+  const weights = numberListFlag(values.weights, "--weights", NAME, 1, 1000);
+  for (const w of weights ?? []) checked(weightSchema, w, "--weights");
+  const balanceFactor = single(
+    numberListFlag(values["balance-factor"], "--balance-factor", NAME, 0, 100),
+    "--balance-factor",
+  );
+  checked(hashOptionsSchema.shape.balanceFactor, balanceFactor, "--balance-factor");
+  const servers = intFlag(values.servers, "--servers", NAME, 1, 1000) ?? latency?.length ?? 3;
+  for (const [list, name] of [[latency, "--latency"], [weights, "--weights"]] as const) {
+    if (list && list.length !== 1 && list.length !== servers) {
+      const got = `got ${list.length}`;
+      throw new UsageError(`${name} takes 1 value or one per server (${servers}), ${got}`, NAME);
+    }
+  }
+  return {
+    strategy,
+    strategyOptions: { hash: { balanceFactor } },
+    servers,
+    latency,
+    weights,
+    requests: intFlag(values.requests, "--requests", NAME, 1, 10_000_000) ?? 10_000,
+    concurrency: intFlag(values.concurrency, "--concurrency", NAME, 1, 100_000) ?? 50,
+    seed: intFlag(values.seed, "--seed", NAME, 0, 2 ** 32 - 1) ?? 1,
+    keys: intFlag(values.keys, "--keys", NAME, 1, 1_000_000),
+    keySkew: single(numberListFlag(values.skew, "--skew", NAME, 0, 10), "--skew"),
+  };
+}
+
+/** Runs `check`; the user-facing Error it throws becomes a UsageError. */
+function usage(check: () => void): void {
+  try {
+    check();
+  } catch (e) {
+    throw new UsageError((e as Error).message, NAME);
+  }
+}
+
+/** `value` checked by the same rule lb.yaml uses for it (undefined passes). */
+function checked(schema: z.ZodTypeAny, value: unknown, flag: string): void {
+  if (value === undefined) return;
+  const r = schema.safeParse(value);
+  if (!r.success) throw new UsageError(`${flag} ${r.error.issues[0].message}; got ${value}`, NAME);
+}
 
 function single(list: number[] | undefined, flag: string): number | undefined {
   if (list && list.length !== 1) {

@@ -5,26 +5,20 @@
  *
  * Why requests and not connections: `Deno.serve` has no hook where a connection is
  * accepted, counted or closed, so lb counts what it can see: requests in flight, from the
- * moment the handler runs until Deno reports the response delivered or the connection gone
- * (`info.completed`). An HTTP/1.1 connection carries one request at a time, so this caps
+ * moment the handler runs until its response has ended (the stream's last byte, or the
+ * client gone). An HTTP/1.1 connection carries one request at a time, so this caps
  * busy connections; idle keep-alive and half-sent (slowloris) connections are not counted.
  * Measured on Deno 2.9.6: 500 slowloris connections do not slow ordinary clients down, but
  * stay open for as long as the attacker likes (see SECURITY.md).
  */
+
+import { Failure } from "./failures.ts";
 
 export interface ConcurrencyLimits {
   /** Requests in flight across all clients (0 = no cap). */
   maxConnections: number;
   /** Requests in flight from one client address (0 = no cap). */
   maxConnectionsPerClient: number;
-}
-
-/** What a refused request is answered with (see guard.ts's Refusal). */
-export interface LimitRefusal {
-  status: 503;
-  code: "overloaded";
-  message: string;
-  headers: Record<string, string>;
 }
 
 /**
@@ -34,8 +28,10 @@ export interface LimitRefusal {
  * ```ts
  * const limiter = new ConcurrencyLimiter(config.limits);
  * // in the handler, with Deno.serve's info:
- * const refused = limiter.enter(clientIp, info.completed);
- * if (refused) return errorResponse(503, refused.code, refused.message, id, refused.headers);
+ * const refused = limiter.enter(clientIp);
+ * if (refused) return fail(px, flight, refused);
+ * // … and once the response has ended:
+ * limiter.leave(clientIp);
  * ```
  */
 export class ConcurrencyLimiter {
@@ -54,13 +50,8 @@ export class ConcurrencyLimiter {
     return this.#perClient.get(client) ?? 0;
   }
 
-  /**
-   * Counts one request from `client` until `completed` settles; or, past a cap, returns the
-   * refusal and counts nothing. Without a `completed` promise (a handler called outside
-   * Deno.serve, as in benchmarks) nothing is counted.
-   */
   /** Counts a request in, or refuses it; every request let in must `leave` exactly once. */
-  enter(client: string): LimitRefusal | undefined {
+  enter(client: string): Failure | undefined {
     const { maxConnections, maxConnectionsPerClient } = this.limits;
     const mine = this.#perClient.get(client) ?? 0;
     if (maxConnections > 0 && this.#total >= maxConnections) {
@@ -85,11 +76,6 @@ export class ConcurrencyLimiter {
   }
 }
 
-function refusal(message: string): LimitRefusal {
-  return {
-    status: 503,
-    code: "overloaded",
-    message,
-    headers: { "retry-after": "1", connection: "close" },
-  };
+function refusal(message: string): Failure {
+  return new Failure("overloaded", message, { "retry-after": "1" });
 }

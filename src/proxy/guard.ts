@@ -1,6 +1,6 @@
 /**
  * Request checks before a request is proxied: what Deno.serve lets through but a proxy
- * must not forward (see ../shared/HOSTILE_INPUT.md for what Deno 2.9 rejects on its own).
+ * must not forward (SECURITY.md lists what Deno 2.9 rejects on its own and what lb adds).
  *
  * Deno.serve already answers 400 and closes for: Content-Length with Transfer-Encoding,
  * `chunked, chunked`, unknown codings (`xchunked`, `identity`), Transfer-Encoding on
@@ -20,13 +20,15 @@
  *   declared Content-Length over `maxBodyBytes` → 413 (streamed bodies are counted again
  *   in body.ts, so a chunked body cannot get past the limit).
  *
- * Refusals carry `Connection: close`, and the connection should end there. Deno 2.9.6 closes
+ * Refusals carry `Connection: close` (the failure table says so), and the connection should end there. Deno 2.9.6 closes
  * it itself when the request body has not fully arrived (lb never reads it), but otherwise
  * ignores a response's `Connection: close` and goes on parsing what follows as new requests
  * (the bytes a client sends after a CONNECT, say). So the guard also remembers the refused
  * connection (peer address and port) for {@link POISON_MS}: any further request on it is
  * refused as well and never reaches a backend.
  */
+
+import { Failure } from "./failures.ts";
 
 export interface GuardLimits {
   /** Longest request target (path and query) in bytes; 0 = no limit. */
@@ -35,14 +37,6 @@ export interface GuardLimits {
   maxHeaderBytes: number;
   /** Largest body; a larger declared Content-Length is refused at once. 0 = no limit. */
   maxBodyBytes: number;
-}
-
-/** Why a request is refused: the status and a one-line message for the client and the log. */
-export interface Refusal {
-  status: number;
-  code: string;
-  message: string;
-  headers?: Record<string, string>;
 }
 
 /** Methods lb forwards (for the Allow header of its 405). Any other token is forwarded too. */
@@ -55,10 +49,6 @@ const ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
  */
 const HOST =
   /^(?:[A-Za-z0-9_~-](?:[A-Za-z0-9._~-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::(\d{1,5}))?$/;
-
-function refuse(status: number, code: string, message: string, headers?: Record<string, string>) {
-  return { status, code, message, headers: { connection: "close", ...headers } };
-}
 
 /** The authority of `req.url` (Deno builds it from the target, :authority, or Host). */
 function authorityOf(url: string): string {
@@ -82,10 +72,10 @@ export type Guard = (
   req: Request,
   peer: Deno.NetAddr | undefined,
   upstream: Record<string, string>,
-) => Refusal | undefined;
+) => Failure | undefined;
 
 /**
- * Builds the request check for one lb. It returns a Refusal to answer with (and not
+ * Builds the request check for one lb. It returns the Failure to answer with (and not
  * forward), or undefined when the request may be forwarded; in that case `upstream` (the
  * headers lb is about to send, built from `req.headers`) is amended in place where Deno's
  * view needs normalising: Host from an absolute-form target or HTTP/2 :authority, and a
@@ -96,7 +86,7 @@ export type Guard = (
  * const guard = createGuard(config.limits);
  * // per request:
  * const refused = guard(req, info.remoteAddr, headers);
- * if (refused) return errorResponse(refused.status, refused.code, refused.message, id, refused.headers);
+ * if (refused) return fail(px, flight, refused);
  * ```
  */
 export function createGuard(limits: GuardLimits, now: () => number = Date.now): Guard {
@@ -108,8 +98,7 @@ export function createGuard(limits: GuardLimits, now: () => number = Date.now): 
       const until = poisoned.get(key);
       if (until !== undefined) {
         if (until > now()) {
-          return refuse(
-            400,
+          return new Failure(
             "bad_request",
             "an earlier request on this connection was refused: open a new connection",
           );
@@ -117,7 +106,8 @@ export function createGuard(limits: GuardLimits, now: () => number = Date.now): 
         poisoned.delete(key);
       }
     }
-    const refused = check(req, upstream, limits);
+    const refused = checkMethod(req) ?? checkHost(req.url, upstream) ??
+      checkFraming(req.headers, upstream) ?? checkLimits(req.url, upstream, limits);
     if (refused && key !== undefined) {
       poisoned.delete(key);
       poisoned.set(key, now() + POISON_MS);
@@ -127,25 +117,14 @@ export function createGuard(limits: GuardLimits, now: () => number = Date.now): 
   };
 }
 
-function check(
-  req: Request,
-  upstream: Record<string, string>,
-  limits: GuardLimits,
-): Refusal | undefined {
-  const h = req.headers;
-  if (req.method === "CONNECT") {
-    return refuse(
-      405,
-      "method_not_allowed",
-      "CONNECT is not supported: lb is not a forward proxy",
-      {
-        allow: ALLOW,
-      },
-    );
-  }
+function checkMethod(req: Request): Failure | undefined {
+  if (req.method !== "CONNECT") return undefined;
+  const message = "CONNECT is not supported: lb is not a forward proxy";
+  return new Failure("method_not_allowed", message, { allow: ALLOW });
+}
 
-  // Host (RFC 9112 §3.2). Deno has already refused two Host lines.
-  const url = req.url;
+/** Host (RFC 9112 §3.2); Deno has already refused two Host lines. */
+function checkHost(url: string, upstream: Record<string, string>): Failure | undefined {
   const authority = authorityOf(url);
   // Host and Content-Length are read from `upstream` (a plain object, cheaper than Headers).
   const host = upstream["host"] ?? null;
@@ -153,67 +132,63 @@ function check(
     // No Host line: Deno fills req.url with localhost:<port>. An absolute-form target or an
     // HTTP/2 :authority names the authority instead; anything else is a request without one.
     if (authority.startsWith("localhost:") || authority === "localhost") {
-      return refuse(400, "bad_request", "the request has no Host header");
+      return new Failure("bad_request", "the request has no Host header");
     }
   } else if (!validHost(host)) {
-    return refuse(
-      400,
-      "bad_request",
-      host === "" ? "the Host header is empty" : "the Host header is not a valid host[:port]",
-    );
+    const message = host === ""
+      ? "the Host header is empty"
+      : "the Host header is not a valid host[:port]";
+    return new Failure("bad_request", message);
   }
-  if (host === null || host.toLowerCase() !== authority.toLowerCase()) {
-    if (!validHost(authority)) {
-      return refuse(
-        400,
-        "bad_request",
-        "the request target's authority is not a valid host[:port]",
-      );
-    }
-    // Absolute-form or HTTP/2: the target's authority wins over Host; forward only that one.
-    const xfh = upstream["x-forwarded-host"];
-    if (xfh === undefined || xfh === (host ?? undefined)) upstream["x-forwarded-host"] = authority;
-    upstream["host"] = authority;
+  if (host !== null && host.toLowerCase() === authority.toLowerCase()) return undefined;
+  if (!validHost(authority)) {
+    return new Failure("bad_request", "the request target's authority is not a valid host[:port]");
   }
+  // Absolute-form or HTTP/2: the target's authority wins over Host; forward only that one.
+  const xfh = upstream["x-forwarded-host"];
+  if (xfh === undefined || xfh === (host ?? undefined)) upstream["x-forwarded-host"] = authority;
+  upstream["host"] = authority;
+  return undefined;
+}
 
-  // Framing. Deno refuses every Transfer-Encoding except a final `chunked` after other
-  // codings; lb de-chunks and re-frames the body, so anything but plain `chunked` is refused.
+/**
+ * Framing. Deno refuses every Transfer-Encoding except a final `chunked` after other
+ * codings; lb de-chunks and re-frames the body, so anything but plain `chunked` is refused.
+ */
+function checkFraming(h: Headers, upstream: Record<string, string>): Failure | undefined {
   const te = h.get("transfer-encoding");
   const cl = upstream["content-length"] ?? null;
   if (te !== null) {
     if (te.trim().toLowerCase() !== "chunked") {
-      return refuse(
-        400,
+      return new Failure(
         "bad_request",
         `Transfer-Encoding "${te}" is not supported: send the body chunked or with Content-Length`,
       );
     }
     if (cl !== null) {
-      return refuse(400, "bad_request", "Content-Length and Transfer-Encoding are both present");
+      return new Failure("bad_request", "Content-Length and Transfer-Encoding are both present");
     }
   }
-  let declared = -1;
-  if (cl !== null) {
-    const parts = cl.split(",");
-    const first = parts[0].trim();
-    // RFC 9110 §8.6: a list of identical values may be treated as one; anything else is an error.
-    if (!/^\d{1,15}$/.test(first) || parts.some((p) => p.trim() !== first)) {
-      return refuse(400, "bad_request", "the Content-Length header is malformed");
-    }
-    declared = Number(first);
-    if (parts.length > 1) upstream["content-length"] = first;
+  if (cl === null) return undefined;
+  const parts = cl.split(",");
+  const first = parts[0].trim();
+  // RFC 9110 §8.6: a list of identical values may be treated as one; anything else is an error.
+  if (!/^\d{1,15}$/.test(first) || parts.some((p) => p.trim() !== first)) {
+    return new Failure("bad_request", "the Content-Length header is malformed");
   }
+  if (parts.length > 1) upstream["content-length"] = first;
+  return undefined;
+}
 
-  // Limits.
-  if (limits.maxUriBytes > 0) {
-    const targetBytes = url.length - url.indexOf("/", url.indexOf("//") + 2);
-    if (url.indexOf("/", url.indexOf("//") + 2) !== -1 && targetBytes > limits.maxUriBytes) {
-      return refuse(
-        414,
-        "uri_too_long",
-        `the request target is longer than ${limits.maxUriBytes} bytes`,
-      );
-    }
+function checkLimits(
+  url: string,
+  upstream: Record<string, string>,
+  limits: GuardLimits,
+): Failure | undefined {
+  const pathAt = url.indexOf("/", url.indexOf("//") + 2);
+  if (limits.maxUriBytes > 0 && pathAt !== -1 && url.length - pathAt > limits.maxUriBytes) {
+    const message = `the request target is longer than ${limits.maxUriBytes} bytes`;
+    return new Failure("uri_too_long", message);
   }
   if (limits.maxHeaderBytes > 0) {
     // Counted on the headers lb is about to forward (iterating a Deno Headers object costs
@@ -221,19 +196,14 @@ function check(
     let bytes = 0;
     for (const name in upstream) bytes += name.length + upstream[name].length + 4;
     if (bytes > limits.maxHeaderBytes) {
-      return refuse(
-        431,
-        "headers_too_large",
-        `the request headers are larger than ${limits.maxHeaderBytes} bytes`,
-      );
+      const message = `the request headers are larger than ${limits.maxHeaderBytes} bytes`;
+      return new Failure("headers_too_large", message);
     }
   }
-  if (limits.maxBodyBytes > 0 && declared > limits.maxBodyBytes) {
-    return refuse(
-      413,
-      "payload_too_large",
-      `the request body is larger than ${limits.maxBodyBytes} bytes`,
-    );
+  const declared = upstream["content-length"];
+  if (limits.maxBodyBytes > 0 && declared !== undefined && Number(declared) > limits.maxBodyBytes) {
+    const message = `the request body is larger than ${limits.maxBodyBytes} bytes`;
+    return new Failure("body_too_large", message);
   }
   return undefined;
 }

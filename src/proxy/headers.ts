@@ -37,6 +37,15 @@ export interface ForwardInfo {
   requestId: string;
   /** `http` (lb listens on plain HTTP). */
   proto: string;
+  /**
+   * Header names with `_`: `keep` forwards them; `drop` and `reject` leave them out (the
+   * admit stage refuses the request for `reject`). CGI and WSGI servers fold `_` into `-`,
+   * so `Transfer_Encoding` would reach them as a second Transfer-Encoding (nginx's
+   * `underscores_in_headers off` drops them too).
+   */
+  underscores: "drop" | "keep" | "reject";
+  /** Set to how many header names with `_` the client sent. */
+  underscored: number;
 }
 
 const VIA = "1.1 lb";
@@ -54,6 +63,10 @@ export function upstreamRequestHeaders(h: Headers, info: ForwardInfo): Record<st
   let via: string | undefined;
   for (const [name, value] of h) {
     if (HOP_BY_HOP.has(name) || (extra !== undefined && extra.has(name))) continue;
+    if (name.includes("_")) {
+      info.underscored++;
+      if (info.underscores !== "keep") continue;
+    }
     switch (name) {
       case "x-forwarded-for":
         xff = value;
@@ -87,7 +100,8 @@ export function upstreamRequestHeaders(h: Headers, info: ForwardInfo): Record<st
 }
 
 /**
- * The backend's response headers for the client, from node's rawHeaders ([name, value, …]):
+ * The backend's response headers for the client, from the field lines http1.ts read
+ * ([name, value, …]):
  * hop-by-hop fields removed, repeated fields (Set-Cookie) kept repeated, Via and X-Request-Id
  * added. Returned as [name, value] pairs, which `new Response` takes for less than half the
  * cost of appending to a Headers object.

@@ -1,7 +1,7 @@
 /**
  * HTTP/1.1 on the wire, from the client side: one connection to a backend (`Http1Conn`),
  * the request head lb writes, and a strict reader of the response head and body framing
- * (RFC 9112). `proxy.ts` decides what to send where and when to give up; this file only
+ * (RFC 9112). upstream.ts decides what to send where and when to give up; this file only
  * speaks the protocol.
  *
  * Why lb has its own client instead of `fetch` or `node:http`:
@@ -94,6 +94,16 @@ export function latin1Bytes(s: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+/** What the field lines say about framing and the connection. */
+interface Fields {
+  rawHeaders: string[];
+  /** Content-Length, or -1. */
+  length: number;
+  chunked: boolean;
+  close: boolean;
+  keepAlive: boolean;
+}
+
 /**
  * Parses a response head (status line and field lines, without the final CRLF CRLF).
  * `method` decides whether a body follows (HEAD never has one). Throws ProtocolError.
@@ -104,13 +114,34 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
   if (m === null) {
     throw new ProtocolError(`invalid status line ${JSON.stringify(lines[0].slice(0, 64))}`);
   }
-  const minor = m[1];
   const status = Number(m[2]);
-  const rawHeaders: string[] = [];
-  let length = -1;
-  let chunked = false;
-  let close = false;
-  let keepAliveToken = false;
+  const f = parseFields(lines);
+  if (f.chunked && f.length !== -1) {
+    throw new ProtocolError("Content-Length together with Transfer-Encoding");
+  }
+  // HTTP/1.0 closes unless it says keep-alive; `close` wins over any keep-alive (RFC 9112 §9.3).
+  let close = f.close || (m[1] === "0" && !f.keepAlive);
+  let framing: Framing;
+  if (method === "HEAD" || status < 200 || status === 204 || status === 304) framing = "none";
+  else if (f.chunked) framing = "chunked";
+  else if (f.length !== -1) framing = "length";
+  else {
+    framing = "close";
+    close = true;
+  }
+  return {
+    status,
+    statusText: m[3] ?? "",
+    rawHeaders: f.rawHeaders,
+    framing,
+    length: framing === "length" ? f.length : 0,
+    keepAlive: !close,
+  };
+}
+
+/** The field lines after the status line, checked one by one. */
+function parseFields(lines: string[]): Fields {
+  const f: Fields = { rawHeaders: [], length: -1, chunked: false, close: false, keepAlive: false };
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
@@ -125,62 +156,39 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
     if (BAD_VALUE.test(value) || line.includes("\r") || line.includes("\n")) {
       throw new ProtocolError(`control character in header ${name}`);
     }
-    rawHeaders.push(name, value);
-    switch (name.length) {
-      case 10:
-        if (name.toLowerCase() === "connection") {
-          for (const t of value.split(",")) {
-            const tok = t.trim().toLowerCase();
-            if (tok === "close") close = true;
-            else if (tok === "keep-alive") keepAliveToken = true;
-          }
-        }
-        break;
-      case 14:
-        if (name.toLowerCase() === "content-length") {
-          // RFC 9110 §8.6: a list of identical values may be taken as one value.
-          for (const part of value.split(",")) {
-            const v = part.trim();
-            if (!/^\d{1,15}$/.test(v)) throw new ProtocolError("malformed Content-Length");
-            const n = Number(v);
-            if (length !== -1 && n !== length) {
-              throw new ProtocolError("differing Content-Length values");
-            }
-            length = n;
-          }
-        }
-        break;
-      case 17:
-        if (name.toLowerCase() === "transfer-encoding") {
-          if (chunked || value.toLowerCase() !== "chunked") {
-            throw new ProtocolError(`unsupported Transfer-Encoding ${JSON.stringify(value)}`);
-          }
-          chunked = true;
-        }
-        break;
+    f.rawHeaders.push(name, value);
+    // Only three names matter for framing; their lengths rule out the others cheaply.
+    if (name.length === 10 && name.toLowerCase() === "connection") connection(f, value);
+    else if (name.length === 14 && name.toLowerCase() === "content-length") contentLength(f, value);
+    else if (name.length === 17 && name.toLowerCase() === "transfer-encoding") {
+      if (f.chunked || value.toLowerCase() !== "chunked") {
+        throw new ProtocolError(`unsupported Transfer-Encoding ${JSON.stringify(value)}`);
+      }
+      f.chunked = true;
     }
   }
-  if (chunked && length !== -1) {
-    throw new ProtocolError("Content-Length together with Transfer-Encoding");
+  return f;
+}
+
+function connection(f: Fields, value: string): void {
+  for (const t of value.split(",")) {
+    const tok = t.trim().toLowerCase();
+    if (tok === "close") f.close = true;
+    else if (tok === "keep-alive") f.keepAlive = true;
   }
-  // HTTP/1.0 closes unless it says keep-alive; `close` wins over any keep-alive (RFC 9112 §9.3).
-  if (minor === "0" && !keepAliveToken) close = true;
-  let framing: Framing;
-  if (method === "HEAD" || status < 200 || status === 204 || status === 304) framing = "none";
-  else if (chunked) framing = "chunked";
-  else if (length !== -1) framing = "length";
-  else {
-    framing = "close";
-    close = true;
+}
+
+/** RFC 9110 §8.6: a list of identical values may be taken as one value; differing ones not. */
+function contentLength(f: Fields, value: string): void {
+  for (const part of value.split(",")) {
+    const v = part.trim();
+    if (!/^\d{1,15}$/.test(v)) throw new ProtocolError("malformed Content-Length");
+    const n = Number(v);
+    if (f.length !== -1 && n !== f.length) {
+      throw new ProtocolError("differing Content-Length values");
+    }
+    f.length = n;
   }
-  return {
-    status,
-    statusText: m[3] ?? "",
-    rawHeaders,
-    framing,
-    length: framing === "length" ? length : 0,
-    keepAlive: !close,
-  };
 }
 
 /**
@@ -277,24 +285,33 @@ export class Http1Conn {
   }
 
   /**
-   * Parks the connection: keeps a read pending so a close by the backend is seen at once.
-   * `onClose` runs if the backend closes it (or sends anything) while it waits.
+   * Parks the connection in the pool: keeps a read pending so that a backend that closes it,
+   * or sends anything while it waits, is seen at once. `onDrop` runs when that happens (the
+   * connection is closed first): bytes nobody asked for can only be a stray or spoofed
+   * response, and must never be read as the answer to the next request.
    */
-  watch(onClose: () => void): void {
-    this.#idleClose = onClose;
-    const p = this.#read();
-    p.then((n) => {
-      // Anything but "still idle" while parked means the connection is unusable: EOF, an
-      // error, or bytes nobody asked for.
+  park(onDrop: () => void): void {
+    this.idleSince = performance.now();
+    this.#idleClose = onDrop;
+    this.#read().then((n) => {
       if (this.#idleClose !== null && (n === null || n > 0)) this.#dropIdle();
     }, () => {
       if (this.#idleClose !== null) this.#dropIdle();
     });
   }
 
-  /** Takes the connection out of the pool for a new exchange. */
-  claim(): void {
+  /**
+   * Takes a parked connection for a new exchange. False (and the connection is closed)
+   * when it is no longer usable: closed, or holding bytes that arrived while it was idle.
+   */
+  claim(): boolean {
+    if (this.#closed) return false;
+    if (this.#start !== this.#end) {
+      this.close();
+      return false;
+    }
     this.#idleClose = null;
+    return true;
   }
 
   #dropIdle(): void {

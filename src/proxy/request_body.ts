@@ -5,19 +5,12 @@
  * the body from the start. Past the limit the kept chunks are dropped (constant memory for
  * a 1 GiB upload) and the body can no longer be replayed. `maxBytes` is counted on the
  * stream itself, never trusted from Content-Length.
+ *
+ * A body that fails throws a {@link Failure}: `body_too_large`, `bad_request_body` (Deno
+ * found its chunked framing invalid) or `client_gone` (the connection went away, which
+ * Deno reports as BadResource).
  */
-export class BodyTooLargeError extends Error {
-  constructor(readonly limit: number) {
-    super(`request body exceeds ${limit} bytes`);
-  }
-}
-
-/** The client's body failed: it went away, or (`malformed`) its framing was invalid. */
-export class ClientBodyError extends Error {
-  constructor(message: string, readonly malformed: boolean) {
-    super(message);
-  }
-}
+import { Failure } from "./failures.ts";
 
 /** Bytes asked of the client per read once the body is known to be large. */
 const READ_BYTES = 64 * 1024;
@@ -64,11 +57,6 @@ export class BodySource {
     this.#readSize = length >= 0 ? Math.max(1, Math.min(length, READ_BYTES)) : FIRST_READ_BYTES;
   }
 
-  /** Whether any byte has been handed to a try. */
-  get started(): boolean {
-    return this.bytes > 0 || this.done;
-  }
-
   #read(): Promise<ReadableStreamReadResult<Uint8Array>> {
     if (this.#reader) return this.#reader.read();
     const spare = this.#spare;
@@ -89,7 +77,8 @@ export class BodySource {
         let chunk = r.value;
         this.bytes += chunk.byteLength;
         if (this.maxBytes > 0 && this.bytes > this.maxBytes) {
-          this.#failure = new BodyTooLargeError(this.maxBytes);
+          const message = `request body exceeds ${this.maxBytes} bytes`;
+          this.#failure = new Failure("body_too_large", message);
           (this.#byob ?? this.#reader)!.cancel().catch(() => {});
           throw this.#failure;
         }
@@ -102,12 +91,7 @@ export class BodySource {
       },
       (e) => {
         this.#filling = undefined;
-        const why = String((e as Error)?.message ?? e);
-        // Deno reports bad chunked framing in the middle of a body as "invalid HTTP/1 request".
-        this.#failure ??= new ClientBodyError(
-          `client body failed: ${why}`,
-          /invalid|malformed/i.test(why),
-        );
+        this.#failure ??= clientBodyFailure(e);
         throw this.#failure;
       },
     );
@@ -143,4 +127,16 @@ export class BodySource {
     this.#spare = undefined;
     if (!this.done) (this.#byob ?? this.#reader)!.cancel().catch(() => {});
   }
+}
+
+/**
+ * What a failed read of the client's body means: Deno reports a connection that went away
+ * as BadResource, and bad chunked framing in the middle of a body as a plain Error.
+ */
+function clientBodyFailure(e: unknown): Failure {
+  if (e instanceof Failure) return e;
+  const why = e instanceof Error ? e.message : String(e);
+  return e instanceof Deno.errors.BadResource
+    ? new Failure("client_gone", "client went away mid-body")
+    : new Failure("bad_request_body", `client body failed: ${why}`);
 }

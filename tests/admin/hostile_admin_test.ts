@@ -3,7 +3,7 @@
  * that must be right, and no state change from a GET.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import {
   parseHead,

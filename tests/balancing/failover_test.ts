@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend, startDemoBackends } from "../../backends/demo.ts";
-import { type Config, parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import type { Logger } from "../../src/log.ts";
 import { maybeEject } from "../../src/balancing/outlier.ts";
-import { ServerPool, stateOf } from "../../src/balancing/pool.ts";
+import { stateOf } from "../../src/balancing/availability.ts";
+import { ServerPool } from "../../src/balancing/pool.ts";
 import { assertEventually, lbConfig, memoryLogger } from "../_stack.ts";
 
 interface Outcome {
@@ -391,10 +393,15 @@ Deno.test("each ejection lasts baseEjection × times ejected, capped at maxEject
     .outlier;
   const lengths: number[] = [];
   let now = 1_000_000;
+  const fail = () => {
+    pool.beginRequest(s);
+    pool.endRequest(s, false, undefined, now);
+  };
   for (let i = 0; i < 4; i++) {
-    s.consecutiveFailures = 1;
+    fail();
+    assert.equal(s.consecutiveFailures, 1);
     assert.equal(maybeEject(pool, s, cfg, now), false, "one failure is not enough");
-    s.consecutiveFailures = 2;
+    fail();
     assert.equal(maybeEject(pool, s, cfg, now), true);
     lengths.push(s.ejectedUntil - now);
     assert.equal(maybeEject(pool, s, cfg, now + 1), false, "already ejected");

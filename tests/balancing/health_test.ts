@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend, startDemoBackends } from "../../backends/demo.ts";
-import { type Config, parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
 import { checkOnce, startHealthChecks, statusExpected } from "../../src/balancing/health.ts";
 import { startLb } from "../../src/lb.ts";
 import { ServerPool } from "../../src/balancing/pool.ts";

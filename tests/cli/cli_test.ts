@@ -199,7 +199,28 @@ Deno.test("lb serve exits 1 with one line when its port is taken", async () => {
   }
 });
 
-Deno.test("lb demo runs three backends behind the balancer: backend-1, then 2, then 3; Ctrl-C stops both", async () => {
+/** A first port whose next two are free too (bound together, then released). */
+function threeFreePorts(): number {
+  for (let tries = 0; tries < 50; tries++) {
+    const first = freePort();
+    if (first > 65533) continue;
+    const held: Deno.Listener[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        held.push(Deno.listen({ hostname: "127.0.0.1", port: first + i }));
+      }
+      return first;
+    } catch {
+      // one of them is taken: try another first port
+    } finally {
+      for (const l of held) l.close();
+    }
+  }
+  throw new Error("no three free consecutive ports");
+}
+
+Deno.test("lb demo --backend-port P runs backend-1..3 on P, P+1, P+2 behind the balancer, in turn; Ctrl-C stops both", async () => {
+  const p = threeFreePorts();
   const { child, out, reading, errText } = spawnLb([
     "demo",
     "--port",
@@ -207,7 +228,7 @@ Deno.test("lb demo runs three backends behind the balancer: backend-1, then 2, t
     "--admin-port",
     "0",
     "--backend-port",
-    "0",
+    String(p),
   ]);
   try {
     const url = await until(
@@ -215,10 +236,18 @@ Deno.test("lb demo runs three backends behind the balancer: backend-1, then 2, t
       "the demo to start",
       15_000,
     );
-    assert.match(out(), /backend-3 listening on http:\/\/127\.0\.0\.1:\d+/);
+    for (let i = 0; i < 3; i++) {
+      assert.match(
+        out(),
+        new RegExp(`backend-${i + 1} listening on http://127\\.0\\.0\\.1:${p + i}\\b`),
+      );
+    }
     const seen = [];
     for (let i = 0; i < 3; i++) seen.push((await (await fetch(`${url}/`)).json()).backend);
     assert.deepEqual(seen, ["backend-1", "backend-2", "backend-3"]);
+    // The backends answer on the ports asked for, not only in the log.
+    const direct = await fetch(`http://127.0.0.1:${p + 2}/`);
+    assert.equal((await direct.json()).backend, "backend-3");
   } finally {
     child.kill("SIGINT");
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startDemoBackends } from "../../backends/demo.ts";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
 import { assertEventually, delayOrAbort, eachLine } from "../_stack.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import YAML from "yaml";
-import { ConfigError, parseConfig } from "../../src/config/config.ts";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { prng } from "../_stack.ts";
 
 const VALID = `

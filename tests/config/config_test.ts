@@ -1,16 +1,26 @@
 import assert from "node:assert/strict";
 import {
-  applyOverrides,
   ConfigError,
+  DEFAULT_CONFIG_YAML,
   parseConfig,
-  parseDuration,
-  parseSize,
-} from "../../src/config/config.ts";
-import { DEFAULT_CONFIG_YAML } from "../../src/config/default_config.ts";
+  validateConfig,
+} from "../../src/config/load.ts";
+import { applyOverrides } from "../../src/config/overrides.ts";
+import { parseDuration, parseSize } from "../../src/config/units.ts";
 
-Deno.test("the embedded default config is exactly the repository's lb.yaml", async () => {
+Deno.test("the embedded default config is the repository's lb.yaml, imported as text", async () => {
   const file = await Deno.readTextFile(new URL("../../lb.yaml", import.meta.url));
   assert.equal(DEFAULT_CONFIG_YAML, file);
+});
+
+Deno.test("lb.yaml shows every default the schema has, so it documents them truly", () => {
+  const fromFile = parseConfig(DEFAULT_CONFIG_YAML);
+  const defaults = validateConfig({});
+  // The file names the demo servers; the schema's default backends are the same origins.
+  assert.deepEqual(
+    { ...fromFile, backends: fromFile.backends.map((b) => b.url) },
+    { ...defaults, backends: defaults.backends.map((b) => b.url) },
+  );
 });
 
 Deno.test("the default config listens on 127.0.0.1:8000 with backends 9001-9003 and round-robin", () => {
@@ -92,4 +102,24 @@ Deno.test("lb.yaml documents the real defaults: apart from backend names it equa
   const empty = parseConfig("");
   assert.deepEqual({ ...documented, backends: [] }, { ...empty, backends: [] });
   assert.deepEqual(documented.backends.map((b) => b.url), empty.backends.map((b) => b.url));
+});
+
+Deno.test("a YAML error names the line where an unclosed [, { or quote opened, not where the parser gave up", () => {
+  const cases: [string, RegExp][] = [
+    ["listen:\n  port: 0\nbackends: [ {url: x}\nstrategy: p2c\n", /^line 3, column 11: .*\]/],
+    ["listen: {host: 127.0.0.1\n\n\nstrategy: p2c\n", /^line 1, column 9: .*\}/],
+    ['strategy: "p2c\nlog: {}\n', /^line 1, column 11: .*quote/],
+  ];
+  for (const [text, want] of cases) {
+    let problems: string[] = [];
+    try {
+      parseConfig(text, "lb.yaml");
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      problems = e.problems;
+    }
+    assert.equal(problems.length, 1, problems.join("\n"));
+    assert.match(problems[0], want);
+    assert.match(problems[0], /still open at line \d+, column \d+/);
+  }
 });

@@ -1,7 +1,7 @@
 /** Config reload: in-process through lb.reload, and `lb serve` with SIGHUP and --watch. */
 import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
 import { eachLine, until } from "../_stack.ts";

@@ -3,7 +3,7 @@
 // deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
-import { parseConfig } from "../../src/config/config.ts";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
 
@@ -160,6 +160,66 @@ Deno.test("a corrupt state file stops lb from starting with a clear one-line mes
     const err = new TextDecoder().decode(out.stderr).trim();
     assert.equal(err.split("\n").length, 1, err);
     assert.match(err, /^lb: the state file .* is not usable/);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("a state file with a value lb.yaml would refuse stops lb at start, naming the file and the field", async () => {
+  const s = await setup(1);
+  const stateFile = `${s.dir}/lb.state.json`;
+  // Each: the state file's JSON, the field it names, and the same value in lb.yaml.
+  const cases: [unknown, RegExp, string][] = [
+    [
+      { version: 1, strategy: { name: "consistent-hash", hash: { vnodes: 0 } } },
+      /strategy\.hash\.vnodes: /,
+      "strategy: consistent-hash\nhash: { vnodes: 0 }",
+    ],
+    [
+      { version: 1, strategy: { name: "maglev", hash: { key: "header:" } } },
+      /strategy\.hash\.key: must be ip, path/,
+      "strategy: maglev\nhash: { key: 'header:' }",
+    ],
+    [
+      { version: 1, strategy: { name: "maglev", hash: { balanceFactor: 0.5 } } },
+      /strategy\.hash\.balanceFactor: must be 0 \(off\) or greater than 1/,
+      "hash: { balanceFactor: 0.5 }",
+    ],
+    [
+      { version: 1, added: [{ url: "http://127.0.0.1:1/path" }] },
+      /added\[0\]\.url: .*must be an origin only/,
+      "backends: [{ url: 'http://127.0.0.1:1/path' }]",
+    ],
+    [
+      { version: 1, added: [{ url: "http://127.0.0.1:1", weight: 1001 }] },
+      /added\[0\]\.weight: must be a whole number from 1 to 1000/,
+      "backends: [{ url: 'http://127.0.0.1:1', weight: 1001 }]",
+    ],
+    [
+      { version: 1, added: [{ url: "http://127.0.0.1:1", name: "a b" }] },
+      /added\[0\]\.name: may contain letters, digits/,
+      "backends: [{ url: 'http://127.0.0.1:1', name: 'a b' }]",
+    ],
+  ];
+  try {
+    for (const [state, field, yaml] of cases) {
+      await Deno.writeTextFile(stateFile, JSON.stringify(state));
+      let message = "";
+      try {
+        s.start().shutdown();
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      assert.match(
+        message,
+        /^the state file .*lb\.state\.json is not usable \(/,
+        JSON.stringify(state),
+      );
+      assert.match(message, field);
+      assert.equal(message.split("\n").length, 1);
+      // lb.yaml refuses the same value: the rules have one home.
+      assert.throws(() => parseConfig(yaml, "lb.yaml"), ConfigError, yaml);
+    }
   } finally {
     await s.close();
   }

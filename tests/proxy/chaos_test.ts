@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
 import { waitFor } from "../_raw.ts";

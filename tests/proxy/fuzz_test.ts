@@ -5,7 +5,7 @@
  * request that is merely incomplete.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
 import { connectTo, readFor, startRecordingBackend, testYaml, writeAll } from "../_raw.ts";

@@ -4,7 +4,7 @@
  * a client that leaves mid-upload (the upstream request is cancelled, nothing in CLOSE-WAIT).
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
 import {

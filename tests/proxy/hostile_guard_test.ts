@@ -16,11 +16,11 @@ Deno.test("a refused connection stays refused for POISON_MS, then is served agai
   let now = 1_000;
   const guard = createGuard(LIMITS, () => now);
   const bad = request("POST", "http://a/", { host: "a", "transfer-encoding": "gzip, chunked" });
-  assert.equal(guard(bad.req, peer(5000), bad.upstream)?.status, 400);
+  assert.equal(guard(bad.req, peer(5000), bad.upstream)?.rule.status, 400);
 
   const good = () => request("GET", "http://a/", { host: "a" });
   const again = good();
-  assert.equal(guard(again.req, peer(5000), again.upstream)?.status, 400);
+  assert.equal(guard(again.req, peer(5000), again.upstream)?.rule.status, 400);
   const other = good();
   assert.equal(guard(other.req, peer(5001), other.upstream), undefined);
 
@@ -42,14 +42,14 @@ Deno.test("the guard amends Host from an absolute-form target and folds identica
   assert.equal(dup.upstream["content-length"], "3");
 
   const differ = request("POST", "http://a/", { host: "a", "content-length": "3, 4" });
-  assert.equal(guard(differ.req, peer(3), differ.upstream)?.status, 400);
+  assert.equal(guard(differ.req, peer(3), differ.upstream)?.rule.status, 400);
 });
 
 Deno.test("the guard answers 414, 431 and 413 at the configured limits, not below", () => {
   const guard = createGuard(LIMITS);
   const at = (path: string, headers: Record<string, string> = {}) => {
     const r = request("POST", `http://a${path}`, { host: "a", ...headers });
-    return guard(r.req, undefined, r.upstream)?.status;
+    return guard(r.req, undefined, r.upstream)?.rule.status;
   };
   assert.equal(at(`/${"a".repeat(99)}`), undefined);
   assert.equal(at(`/${"a".repeat(100)}`), 414);
@@ -63,9 +63,9 @@ Deno.test("the concurrency limiter counts a request in until it leaves, per clie
   const limiter = new ConcurrencyLimiter({ maxConnections: 3, maxConnectionsPerClient: 2 });
   assert.equal(limiter.enter("a"), undefined);
   assert.equal(limiter.enter("a"), undefined);
-  assert.equal(limiter.enter("a")?.status, 503, "per-client cap");
+  assert.equal(limiter.enter("a")?.rule.status, 503, "per-client cap");
   assert.equal(limiter.enter("b"), undefined);
-  assert.equal(limiter.enter("c")?.status, 503, "total cap");
+  assert.equal(limiter.enter("c")?.rule.status, 503, "total cap");
   assert.equal(limiter.inflight, 3);
   limiter.leave("a");
   assert.equal(limiter.inflightFrom("a"), 1);

@@ -4,7 +4,7 @@
  * Raw bytes to a real lb in front of a raw backend that records what it received.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
 import {
@@ -188,6 +188,39 @@ Deno.test("Connection: x-forwarded-for cannot erase the X-Forwarded-For lb adds"
     for (const hop of ["keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"]) {
       assert.equal(h.get(hop), undefined, `${hop} crossed lb`);
     }
+  });
+});
+
+const UNDERSCORED = "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n" +
+  "Transfer_Encoding: chunked\r\nX_Forwarded_For: 6.6.6.6\r\nX-Plain: yes\r\n\r\nhello";
+
+Deno.test("header names with an underscore are dropped by default and counted, so a CGI server never sees Transfer_Encoding", async () => {
+  await withLb("", async ({ send, lastSeen, recs }) => {
+    const r = await send(UNDERSCORED);
+    assert.equal(parseHead(r.text)?.status, 200, r.text);
+    const h = lastSeen().headers;
+    assert.equal(h.get("transfer_encoding"), undefined);
+    assert.equal(h.get("x_forwarded_for"), undefined);
+    assert.equal(h.get("transfer-encoding"), undefined);
+    assert.deepEqual(h.get("content-length"), ["5"]);
+    assert.deepEqual(h.get("x-plain"), ["yes"]);
+    await waitFor(() => recs.length === 1);
+    assert.equal(recs[0].droppedHeaders, 2);
+  });
+});
+
+Deno.test("underscoreHeaders: keep forwards them; reject refuses the request with 400 before any backend", async () => {
+  await withLb("underscoreHeaders: keep", async ({ send, lastSeen }) => {
+    const r = await send(UNDERSCORED);
+    assert.equal(parseHead(r.text)?.status, 200, r.text);
+    assert.deepEqual(lastSeen().headers.get("transfer_encoding"), ["chunked"]);
+  });
+  await withLb("underscoreHeaders: reject", async ({ send, be }) => {
+    const r = await send(UNDERSCORED);
+    const head = parseHead(r.text);
+    assert.equal(head?.status, 400, r.text);
+    assert.match(head!.rest, /underscores are refused/);
+    assert.equal(be.all(), "", "no backend saw the request");
   });
 });
 

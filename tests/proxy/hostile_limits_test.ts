@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../../backends/demo.ts";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
 import {

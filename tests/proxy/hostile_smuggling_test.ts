@@ -3,7 +3,7 @@
  * a raw backend that records every byte it receives.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
 import {

@@ -5,7 +5,7 @@
  * client through a real lb.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import {
   ConnectionClosed,
   Http1Conn,
@@ -20,7 +20,9 @@ import {
 import { startLb } from "../../src/lb.ts";
 import { freePort } from "../_stack.ts";
 import { Upstream, type UpstreamResponse } from "../../src/proxy/upstream.ts";
-import { type Server, ServerPool } from "../../src/balancing/pool.ts";
+import { Failure } from "../../src/proxy/failures.ts";
+import { ServerPool } from "../../src/balancing/pool.ts";
+import type { Server } from "../../src/balancing/server.ts";
 import {
   hasFullResponse,
   parseHead,
@@ -666,8 +668,15 @@ function serverFor(url: string): Server {
 
 /** One GET through `up`; fails the test unless response headers arrive. */
 async function tryGet(up: Upstream, server: Server, path: string): Promise<UpstreamResponse> {
-  const r = await up.try(server, "GET", path, { host: "t" }, null, new AbortController().signal);
-  if (!r.ok) assert.fail(`${path}: ${r.failure}: ${r.message}`);
+  const signal = new AbortController().signal;
+  const r = await up.try(server, {
+    method: "GET",
+    path,
+    headers: { host: "t" },
+    body: null,
+    signal,
+  });
+  if (!r.ok) assert.fail(`${path}: ${r.failure.kind}: ${r.failure.message}`);
   return r.res;
 }
 
@@ -675,7 +684,7 @@ async function tryGet(up: Upstream, server: Server, path: string): Promise<Upstr
 async function collectText(up: Upstream, res: UpstreamResponse): Promise<string> {
   assert.notEqual(res.contentLength, undefined);
   const b = await up.collect(res, res.contentLength!);
-  if (typeof b === "string") assert.fail(b);
+  if (b instanceof Failure) assert.fail(b.message);
   return latin1(b);
 }
 

@@ -1,5 +1,5 @@
-import type { Server } from "../pool.ts";
-import { eligible } from "./eligible.ts";
+import type { Server } from "../server.ts";
+import { eligible } from "../availability.ts";
 import type { PickContext } from "./types.ts";
 
 /**

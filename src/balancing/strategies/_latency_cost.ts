@@ -1,5 +1,5 @@
 import { estimate } from "../ewma.ts";
-import type { Server } from "../pool.ts";
+import type { Server } from "../server.ts";
 
 /**
  * Cost of a server that has never answered but already has requests in flight: above any

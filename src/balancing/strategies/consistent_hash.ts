@@ -1,7 +1,7 @@
-import type { Server } from "../pool.ts";
+import type { Server } from "../server.ts";
 import { hash32 } from "./_murmur3.ts";
 import { loadCapPerWeight, underCap } from "./_bounded_load.ts";
-import { eligible } from "./eligible.ts";
+import { eligible } from "../availability.ts";
 import type { PickContext, Strategy, StrategyOptions } from "./types.ts";
 
 /** Room for the server index below the 32-bit point hash in one sortable float (2^21 servers). */

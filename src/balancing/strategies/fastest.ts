@@ -1,7 +1,7 @@
 import { DEFAULT_TAU_MS } from "../ewma.ts";
-import type { Server } from "../pool.ts";
+import type { Server } from "../server.ts";
 import { latencyCost } from "./_latency_cost.ts";
-import { eligible } from "./eligible.ts";
+import { eligible } from "../availability.ts";
 import type { PickContext, Strategy, StrategyOptions } from "./types.ts";
 
 /**

@@ -1,7 +1,7 @@
-import type { Server } from "../pool.ts";
+import type { Server } from "../server.ts";
 import { hash32 } from "./_murmur3.ts";
 import { loadCapPerWeight, underCap } from "./_bounded_load.ts";
-import { eligible } from "./eligible.ts";
+import { eligible } from "../availability.ts";
 import type { PickContext, Strategy, StrategyOptions } from "./types.ts";
 
 const OFFSET_SEED = 0x4d41474c; // "MAGL"

@@ -22,13 +22,18 @@ export const STRATEGIES: Record<string, StrategyFactory> = {
 
 export const STRATEGY_NAMES = Object.keys(STRATEGIES);
 
-/** Builds a strategy by name; throws a user-facing Error for an unknown name. */
-export function createStrategy(name: string, opts: StrategyOptions = {}): Strategy {
-  const f = STRATEGIES[name];
+/** Throws a user-facing Error unless `name` is a strategy's name. */
+export function checkStrategyName(name: string): StrategyFactory {
+  const f = Object.hasOwn(STRATEGIES, name) ? STRATEGIES[name] : undefined;
   if (!f) {
     throw new Error(`unknown strategy "${name}" (choose one of: ${STRATEGY_NAMES.join(", ")})`);
   }
-  return f(opts);
+  return f;
+}
+
+/** Builds a strategy by name; throws a user-facing Error for an unknown name. */
+export function createStrategy(name: string, opts: StrategyOptions = {}): Strategy {
+  return checkStrategyName(name)(opts);
 }
 
 export type { PickContext, Strategy, StrategyOptions } from "./types.ts";

@@ -1,4 +1,4 @@
-import type { Server } from "../pool.ts";
+import type { Server } from "../server.ts";
 
 /** What a strategy may know about the request being balanced. */
 export interface PickContext {

@@ -1,5 +1,5 @@
-import type { Server } from "../pool.ts";
-import { eligible } from "./eligible.ts";
+import type { Server } from "../server.ts";
+import { eligible } from "../availability.ts";
 import type { PickContext, Strategy } from "./types.ts";
 
 /** Weighted draws tried before the exact two-pass draw over the eligible servers. */

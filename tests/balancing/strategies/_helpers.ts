@@ -1,5 +1,7 @@
 /** Fake pools and pick contexts for strategy tests: no network, seeded, clock injected. */
-import { type Server, ServerPool, type ServerSpec } from "../../../src/balancing/pool.ts";
+import { ServerPool } from "../../../src/balancing/pool.ts";
+import type { Server } from "../../../src/balancing/server.ts";
+import type { BackendInput } from "../../../src/config/backend.ts";
 import { seededRandom } from "../../../src/balancing/strategies/seeded_random.ts";
 import type { PickContext, Strategy } from "../../../src/balancing/strategies/types.ts";
 
@@ -12,7 +14,7 @@ export function makePool(
   weights: number[] = [],
   opts: { latencyTau?: number } = {},
 ): ServerPool {
-  const specs: ServerSpec[] = Array.from(
+  const specs: BackendInput[] = Array.from(
     { length: n },
     (_, i) => ({ url: serverUrl(i), weight: weights[i] ?? 1 }),
   );

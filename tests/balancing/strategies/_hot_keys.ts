@@ -1,5 +1,7 @@
 /** A skewed workload with requests in flight, for the bounded-load tests. */
-import { isAvailable, type Server, type ServerPool } from "../../../src/balancing/pool.ts";
+import { isAvailable } from "../../../src/balancing/availability.ts";
+import type { ServerPool } from "../../../src/balancing/pool.ts";
+import type { Server } from "../../../src/balancing/server.ts";
 import { seededRandom } from "../../../src/balancing/strategies/seeded_random.ts";
 import type { Strategy } from "../../../src/balancing/strategies/types.ts";
 import { context, NOW } from "./_helpers.ts";

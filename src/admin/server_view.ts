@@ -1,0 +1,55 @@
+/** How the admin API, /events and the dashboard show a server: plain JSON, times as ISO text. */
+import { stateOf } from "../balancing/availability.ts";
+import type { Server, ServerStateName } from "../balancing/server.ts";
+
+export interface ServerView {
+  id: string;
+  url: string;
+  weight: number;
+  state: ServerStateName;
+  /** True while a removed server drains before it goes. */
+  removing: boolean;
+  inflight: number;
+  maxConnections: number;
+  requests: number;
+  /** Tries that failed (connection errors, timeouts, cut responses). */
+  errors: number;
+  /** 5xx answers the server sent. */
+  responses5xx: number;
+  latencyEwmaMs: number;
+  ejections: number;
+  ejectedUntil: string | null;
+  lastHealth: { ok: boolean | null; at: string | null; detail: string | null };
+}
+
+/** What a view needs besides the server itself. */
+export interface ViewSources {
+  /** Whether the server has been removed and is draining. */
+  removing(s: Server): boolean;
+  /** 5xx answers the server has sent (the metrics count them). */
+  responses5xx(s: Server): number;
+}
+
+/** The JSON view of `s` at `now`. */
+export function serverView(s: Server, from: ViewSources, now = Date.now()): ServerView {
+  return {
+    id: s.id,
+    url: s.url,
+    weight: s.weight,
+    state: stateOf(s, now),
+    removing: from.removing(s),
+    inflight: s.inflight,
+    maxConnections: s.maxConnections,
+    requests: s.requests,
+    errors: s.errors,
+    responses5xx: from.responses5xx(s),
+    latencyEwmaMs: Math.round(s.latency.value * 100) / 100,
+    ejections: s.ejections,
+    ejectedUntil: s.ejectedUntil > now ? new Date(s.ejectedUntil).toISOString() : null,
+    lastHealth: {
+      ok: s.health.ok ?? null,
+      at: s.health.at ? new Date(s.health.at).toISOString() : null,
+      detail: s.health.detail ?? null,
+    },
+  };
+}

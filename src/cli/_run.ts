@@ -1,0 +1,116 @@
+/**
+ * Running one lb in the foreground until SIGINT or SIGTERM, with SIGHUP and `--watch`
+ * reloads: shared by `lb serve` (and its workers) and `lb demo`.
+ */
+import type { Config } from "../config/schema.ts";
+import { watchFile } from "../control/watch.ts";
+import { type Lb, startLb } from "../lb.ts";
+import { createLogger, type Logger, resolveFormat } from "../log.ts";
+
+/** How `runLbUntilSignal` reloads (serve passes these; demo does not reload). */
+export interface RunOptions {
+  /** Loads the config again for SIGHUP and --watch; without it SIGHUP is ignored. */
+  reload?: () => Promise<Config>;
+  /** Reload when this file changes. */
+  watch?: string;
+  /** `false`: keep API changes in memory only (the demo); default: the state file. */
+  stateFile?: false;
+  /** Share the traffic port with other lb processes (`--workers`). */
+  reusePort?: boolean;
+  /** Runs once lb listens (the `--workers` parent starts its children here). */
+  onStarted?: (lb: Lb) => void;
+  /** Runs on SIGHUP besides the reload (the parent forwards it to its workers). */
+  onHup?: () => void;
+  /** Stops the workers after this process has stopped accepting. */
+  onShutdown?: (signal: Deno.Signal) => Promise<void>;
+  /** Also reload when the state file changes (a worker follows its parent's API changes). */
+  watchStateFile?: boolean;
+}
+
+/**
+ * Runs lb until SIGINT or SIGTERM; then drains in-flight requests and resolves 0.
+ * SIGHUP (and, with `watch`, a change to the config file) reloads the config.
+ */
+export async function runLbUntilSignal(
+  config: Config,
+  source: string,
+  run: RunOptions = {},
+): Promise<number> {
+  const logger = createLogger({
+    format: resolveFormat(config.log.format),
+    access: config.log.access,
+  });
+  const lb = startLb({
+    config,
+    configSource: source,
+    logger,
+    stateFile: run.stateFile,
+    reusePort: run.reusePort,
+  });
+  const backends = `${config.strategy}, ${lb.pool.servers.length} backends, config: ${source}`;
+  logger.event("listen", `lb traffic listening on ${lb.url} (${backends})`, {
+    listener: "traffic",
+    url: lb.url,
+  });
+  if (lb.adminUrl) {
+    logger.event("listen", `lb admin listening on ${lb.adminUrl}`, {
+      listener: "admin",
+      url: lb.adminUrl,
+    });
+  }
+  run.onStarted?.(lb);
+  const stopReloads = followReloads(lb, run, logger);
+  const signal = await stopSignal();
+  stopReloads();
+  logger.event(
+    "shutdown",
+    `${signal}: finishing in-flight requests (up to ${config.shutdownTimeout}ms)`,
+  );
+  const stopping = lb.shutdown();
+  await run.onShutdown?.(signal);
+  const inTime = await stopping;
+  logger.event(
+    "shutdown",
+    inTime ? "stopped" : "stopped; some requests were cut at the shutdown timeout",
+  );
+  return 0;
+}
+
+/** Reloads on SIGHUP and on changes to the watched files; returns what stops them. */
+function followReloads(lb: Lb, run: RunOptions, logger: Logger): () => void {
+  const reload = run.reload;
+  const onHup = reload || run.onHup
+    ? () => {
+      run.onHup?.();
+      if (reload) void lb.reload(reload, "SIGHUP");
+    }
+    : undefined;
+  if (onHup) Deno.addSignalListener("SIGHUP", onHup);
+  const watchers: { close(): void }[] = [];
+  if (reload && run.watch) {
+    const file = run.watch;
+    watchers.push(watchFile(file, () => void lb.reload(reload, `${file} changed`)));
+    logger.event("watch", `reloading when ${file} changes`, { file });
+  }
+  if (reload && run.watchStateFile && lb.stateFile) {
+    watchers.push(watchFile(lb.stateFile, () => void lb.reload(reload, "the state file changed")));
+  }
+  return () => {
+    if (onHup) Deno.removeSignalListener("SIGHUP", onHup);
+    for (const w of watchers) w.close();
+  };
+}
+
+/** The first SIGINT or SIGTERM. */
+function stopSignal(): Promise<Deno.Signal> {
+  return new Promise((resolve) => {
+    const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+      const h = () => {
+        for (const [s, fn] of handlers) Deno.removeSignalListener(s, fn);
+        resolve(sig);
+      };
+      Deno.addSignalListener(sig, h);
+      return [sig, h] as const;
+    });
+  });
+}
