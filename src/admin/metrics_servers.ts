@@ -22,28 +22,24 @@ function perServer(
   help: string,
   value: (s: Server) => number,
 ): void {
-  const registers = [registry];
-  const labelNames = ["backend"] as const;
+  const common = { name, help, labelNames: ["backend"] as const, registers: [registry] };
+  const fill = (put: (labels: { backend: string }, v: number) => void) => {
+    for (const s of pool.servers) put({ backend: s.id }, value(s));
+  };
   if (kind === "gauge") {
     new client.Gauge({
-      name,
-      help,
-      labelNames,
-      registers,
+      ...common,
       collect() {
         this.reset();
-        for (const s of pool.servers) this.set({ backend: s.id }, value(s));
+        fill((labels, v) => this.set(labels, v));
       },
     });
   } else {
     new client.Counter({
-      name,
-      help,
-      labelNames,
-      registers,
+      ...common,
       collect() {
         this.reset();
-        for (const s of pool.servers) this.inc({ backend: s.id }, value(s));
+        fill((labels, v) => this.inc(labels, v));
       },
     });
   }
