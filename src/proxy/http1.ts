@@ -241,6 +241,11 @@ export class Http1Conn {
   #pending: Promise<number | null> | null = null;
   #closed = false;
   #idleClose: (() => void) | null = null;
+  /**
+   * Parked, or claimed with no byte of the next request written yet: whatever the backend
+   * sends now answers no request of lb's.
+   */
+  #unasked = false;
 
   // Body state of the current response.
   #framing: Framing = "none";
@@ -278,6 +283,8 @@ export class Http1Conn {
 
   /** Writes all of `bytes`. */
   async write(bytes: Uint8Array): Promise<void> {
+    // From here on the backend may answer: bytes arriving now can be the response.
+    this.#unasked = false;
     let off = 0;
     while (off < bytes.length) {
       off += await this.conn.write(off === 0 ? bytes : bytes.subarray(off));
@@ -287,17 +294,35 @@ export class Http1Conn {
   /**
    * Parks the connection in the pool: keeps a read pending so that a backend that closes it,
    * or sends anything while it waits, is seen at once. `onDrop` runs when that happens (the
-   * connection is closed first): bytes nobody asked for can only be a stray or spoofed
-   * response, and must never be read as the answer to the next request.
+   * connection is closed first).
+   *
+   * The pending read outlives the parking: the next exchange reads its response through it.
+   * So it is guarded for both phases. Bytes that arrive while parked, or after the connection
+   * was claimed but before the first byte of its next request was written (a request whose
+   * body has not arrived yet), answer no request of lb's: they can only be a stray or spoofed
+   * response, and must never be read as the answer to the next request. The first then drops
+   * the connection, the second fails the read as closed before a response (a stale
+   * connection, which lb retries on a new one).
    */
   park(onDrop: () => void): void {
     this.idleSince = performance.now();
     this.#idleClose = onDrop;
-    this.#read().then((n) => {
-      if (this.#idleClose !== null && (n === null || n > 0)) this.#dropIdle();
-    }, () => {
+    this.#unasked = true;
+    const guarded = this.#read().then((n) => {
+      if (n === null || n > 0) {
+        if (this.#idleClose !== null) this.#dropIdle();
+        else if (n !== null && this.#unasked) {
+          this.close();
+          throw new ConnectionClosed("the backend sent bytes before the request", true);
+        }
+      }
+      return n;
+    }, (e) => {
       if (this.#idleClose !== null) this.#dropIdle();
+      throw e;
     });
+    guarded.catch(() => {}); // a dropped connection's read is awaited by nobody
+    this.#pending = guarded;
   }
 
   /**
