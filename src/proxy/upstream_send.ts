@@ -13,7 +13,11 @@ const COALESCE_LIMIT = 16 * 1024;
 const LAST_CHUNK = latin1Bytes("0\r\n\r\n");
 const LAST_CHUNK_AFTER_DATA = latin1Bytes("\r\n0\r\n\r\n");
 
-/** What a send is doing now: waiting for the client's next body bytes, or writing. */
+/**
+ * What a send is doing now: waiting for the client's next body bytes, or for the backend
+ * to take the last ones. The upload's idle deadline blames the side it waits on: the
+ * client (408, nginx's client_body_timeout) or the backend (504).
+ */
 export type SendPhase = "client" | "backend";
 
 /** One request being written; `failure` holds why the client's body failed, if it did. */
@@ -80,6 +84,7 @@ async function sendSmall(
   state.phase = "client";
   const first = await body.chunkAt(0);
   state.phase = "backend";
+  ex.watchdog.activity++; // the client's progress: a stall from here on is the backend's
   if (c.closed) return -1;
   if (first !== null && first.byteLength === length) {
     const both = new Uint8Array(head.byteLength + length);
@@ -112,6 +117,7 @@ async function sendRest(
     state.phase = "client";
     const chunk = await body.chunkAt(i);
     state.phase = "backend";
+    ex.watchdog.activity++; // the client's progress: a stall from here on is the backend's
     if (c.closed) return false;
     if (chunk === null) {
       ex.lastWrite = true;
