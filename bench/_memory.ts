@@ -261,9 +261,10 @@ const LEAN_PROXIES = [
   { label: "lean proxy (node:http)", file: "bench/lean_proxy_node.ts" },
 ];
 
-async function startLean(
-  o: MemoryOptions,
-  lean: typeof LEAN_PROXIES[number],
+/** Starts a lean proxy (`file`) on a free port in front of `upstreams`. */
+export async function startLean(
+  o: Pick<MemoryOptions, "procs" | "root">,
+  lean: { file: string },
   upstreams: Upstream[],
 ): Promise<{ proc: Proc; port: number }> {
   const port = freePort();

@@ -1,4 +1,5 @@
 /** The benchmark's results: the table, the targets of issue 7, and number formatting. */
+import type { ChunkedResult } from "./_chunked.ts";
 import type { WrkResult } from "./_wrk.ts";
 
 export interface TargetResult {
@@ -172,7 +173,11 @@ export function formatMarkdown(results: TargetResult[]): string {
 }
 
 /** Issue 7's targets, judged on this run's numbers (call `addRatios` first). */
-export function checkTargets(results: TargetResult[], mem: MemoryResult): Check[] {
+export function checkTargets(
+  results: TargetResult[],
+  mem: MemoryResult,
+  chunked?: ChunkedResult,
+): Check[] {
   const get = (id: string) => results.find((r) => r.id === id && r.median);
   const lean = get("lean");
   const nginx = get("nginx");
@@ -251,6 +256,18 @@ export function checkTargets(results: TargetResult[], mem: MemoryResult): Check[
         parts.map(([k, b]) => `${k} +${fmtMB(b.rise)}`).join(", "),
       );
     }
+  }
+  {
+    const name = "chunked uploads from a fetch client through lb ≥ 80% of the lean proxy's speed";
+    const time = (label: string) => chunked?.seconds.find((t) => t.label === label)?.seconds;
+    const lb = time("lb round-robin");
+    const lean = time("lean proxy (fetch)");
+    if (!lb || !lean) check(name, undefined, chunked ? "a run did not finish" : "not measured");
+    else {check(
+        name,
+        lean / lb >= 0.8,
+        `${Math.round((lean / lb) * 100)}% (${lb.toFixed(2)} s vs ${lean.toFixed(2)} s)`,
+      );}
   }
   return checks;
 }

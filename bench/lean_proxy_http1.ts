@@ -30,9 +30,9 @@ async function handle(req: Request): Promise<Response> {
   const i = next++ % backends.length;
   const b = backends[i];
   let c = idle[i].pop();
-  if (c === undefined || c.closed) {
+  if (c === undefined || !c.claim()) {
     c = new Http1Conn(await Deno.connect({ hostname: b.hostname, port: Number(b.port) }));
-  } else c.claim();
+  }
   const url = req.url;
   const headers: Record<string, string> = {};
   req.headers.forEach((v, k) => headers[k] = v);

@@ -10,6 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { haproxyConfig, lbConfig, nginxConfig, type Upstream } from "./_configs.ts";
+import { type ChunkedResult, measureChunkedUploads } from "./_chunked.ts";
 import { measureMemory } from "./_memory.ts";
 import {
   ClosedError,
@@ -66,7 +67,7 @@ Flags:
   --connections N     wrk connections for the table (default 50)
   --only LIST         comma list of what to run: direct, lean, lean-node, lean-http1, nginx, haproxy,
                       lb (every lb target), lb:STRATEGY, lb:round-robin+log,
-                      lb:round-robin+workers, mem, ttfb
+                      lb:round-robin+workers, mem, ttfb, chunked
   --backends WHERE    subprocess (default): the demo backends in their own process;
                       inproc: in this runner's process
   --profile           run only lb round-robin, under --cpu-prof, for one run; print the
@@ -137,11 +138,11 @@ function parseSettings(argv: string[]): Settings | "help" {
   if (v.only !== undefined) {
     only = v.only.split(",").map((s) => s.trim()).filter(Boolean);
     const known =
-      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers)?|mem|ttfb)$/;
+      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers)?|mem|ttfb|chunked)$/;
     const bad = only.find((t) => !known.test(t));
     if (bad !== undefined || only.length === 0) {
       throw new UsageError(
-        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, mem, ttfb; got "${
+        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, mem, ttfb, chunked; got "${
           bad ?? v.only
         }"`,
       );
@@ -714,7 +715,22 @@ async function main(argv: string[]): Promise<number> {
         startLb: (o) => startLb(procs, dir, upstreams, o),
       });
     }
-    const checks = checkTargets(results, memory);
+    let chunked: ChunkedResult | undefined;
+    if (selected("chunked", s.only)) {
+      chunked = await measureChunkedUploads({
+        procs,
+        root: ROOT,
+        quick: s.quick,
+        startLb: (ups) =>
+          startLb(procs, dir, upstreams, {
+            strategy: "round-robin",
+            accessLog: false,
+            generousLimits: true,
+            upstreams: ups,
+          }),
+      });
+    }
+    const checks = checkTargets(results, memory, chunked);
     machine.loadAverageAtEnd = await loadAverage();
     // Every process the benchmark started must have exited (and been reaped) for its CPU
     // time to count as ours; what remains is other work on the machine.
@@ -754,7 +770,15 @@ async function main(argv: string[]): Promise<number> {
       console.log(`\nmemory and streaming (lb round-robin, fresh process for each):`);
       for (const l of memoryLines(memory)) console.log(`  ${l}`);
     }
-    for (const n of [...notes, ...memory.notes]) console.log(`  note: ${n}`);
+    if (chunked) {
+      console.log(
+        `\nchunked uploads from a fetch client (${chunked.mib} MiB, median of ${chunked.runs}):`,
+      );
+      for (const l of chunkedLines(chunked)) console.log(`  ${l}`);
+    }
+    for (const n of [...notes, ...memory.notes, ...(chunked?.notes ?? [])]) {
+      console.log(`  note: ${n}`);
+    }
     console.log(`\ntargets (informational; the benchmark never fails on speed):`);
     console.log(formatChecks(checks));
 
@@ -776,6 +800,7 @@ async function main(argv: string[]): Promise<number> {
       machineLine: line,
       targets: results,
       memory,
+      chunked,
       checks,
       notes: [...notes, ...memory.notes],
       markdown: formatMarkdown(results),
@@ -794,6 +819,17 @@ async function main(argv: string[]): Promise<number> {
     await cleanup();
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
   }
+}
+
+function chunkedLines(c: ChunkedResult): string[] {
+  const lean = c.seconds.find((t) => t.label === "lean proxy (fetch)")?.seconds;
+  return c.seconds.map((t) => {
+    if (t.seconds === undefined) return `${t.label}: did not finish`;
+    const vsLean = lean
+      ? `, ${Math.round((lean / t.seconds) * 100)}% of the lean proxy's speed`
+      : "";
+    return `${t.label}: ${t.seconds.toFixed(2)} s (${t.mbPerSec!.toFixed(0)} MB/s)${vsLean}`;
+  });
 }
 
 function memoryLines(m: MemoryResult): string[] {
