@@ -171,11 +171,21 @@ export class BodySource {
     return chunk;
   }
 
-  /** Stops reading the client's body (the request is over). */
+  /**
+   * Stops reading the client's body (the request is over). A read in flight is let finish
+   * first (the client's next bytes, or its leaving, settle it): Deno 2.9.6 never settles a
+   * read whose stream was cancelled under it, and that read keeps its 64 KiB buffer for good
+   * (5,000 early answers to stalled uploads took RSS from 70 to 497 MB).
+   */
   cancel(): void {
     this.#chunks = [];
     this.#spare = undefined;
-    if (!this.done) (this.#byob ?? this.#reader)!.cancel().catch(() => {});
+    const stop = () => {
+      this.#chunks = [];
+      if (!this.done) (this.#byob ?? this.#reader)!.cancel().catch(() => {});
+    };
+    if (this.#filling) this.#filling.then(stop, stop);
+    else stop();
   }
 }
 

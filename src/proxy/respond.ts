@@ -42,10 +42,40 @@ export async function respond(
     f.finish(status, undefined, body.byteLength);
     return new Response(body, { status, headers });
   }
+  if (f.body !== null && !f.body.done) {
+    const refused = await afterUpload(px, f, server, res, ttfb);
+    if (refused) return refused;
+  }
   const stream = px.upstream.stream(res, (bytes, failure) => {
     report(px, server, ok && (failure === undefined || !failure.blamesServer), ttfb);
     const clientGone = failure?.kind === "client_gone";
     f.finish(clientGone ? failure.rule.status : status, failure?.message, bytes);
   });
   return new Response(stream, { status, headers });
+}
+
+/**
+ * A streamed answer that came while the client is still uploading goes out only once the
+ * upload has ended: Deno.serve 2.9.6 never closes a client connection whose streamed
+ * response ends while a read of its request body is pending (the client's close wakes the
+ * response writer, never the parked read), so streaming both ways at once leaked a socket in
+ * CLOSE-WAIT for every client that left mid-upload. nginx, by default, reads the whole body
+ * before it even asks the backend. Resolves lb's own answer when the upload failed instead.
+ */
+async function afterUpload(
+  px: ProxyContext,
+  f: Flight,
+  server: Server,
+  res: UpstreamResponse,
+  ttfb: number,
+): Promise<Response | undefined> {
+  const up = await px.upstream.uploaded(res);
+  if (up === "sent") return undefined;
+  // Stopped: the backend no longer takes the body (it closed its side); its answer is all
+  // there is, and no read of the client's body may stay pending while it streams.
+  if (up === "stopped") return void f.body!.cancel();
+  px.upstream.discard(res); // closed already: this only lets go of it
+  // lb held the answer back, so a stall now is not the server's failure.
+  report(px, server, true, ttfb);
+  return fail(px, f, up, server);
 }

@@ -18,7 +18,7 @@ import { ConnectionClosed, Http1Conn, ProtocolError, type ResponseHead } from ".
 import type { BodySource } from "./request_body.ts";
 import { type BodyReading, collectBody, discardBody, streamBody } from "./upstream_body.ts";
 import { ConnectionPool, Exchange } from "./upstream_pool.ts";
-import { type Sending, sendRequest } from "./upstream_send.ts";
+import { sendRequest, uploadTimeout } from "./upstream_send.ts";
 import { TimerPool, Watchdog } from "./timers.ts";
 
 export interface UpstreamOptions {
@@ -107,6 +107,29 @@ export class Upstream {
     return streamBody(this.#reading, res, onEnd);
   }
 
+  /**
+   * Waits for the upload of `res`'s request to end, when the response came first: `sent`
+   * (the whole body went out), `stopped` (the backend stopped taking it: it closed or reset
+   * the connection), or the Failure that ended it: the client's body failed, or no upload
+   * progress for the idle timeout (the connection is then closed). Never rejects.
+   */
+  uploaded(res: UpstreamResponse): Promise<"sent" | "stopped" | Failure> {
+    const ex = res.exchange;
+    if (ex.sent) return Promise.resolve("sent");
+    return new Promise((resolve) => {
+      // The try's watchdog, which the send's progress (client and backend) already feeds.
+      ex.watchdog.idle(this.opts.idleTimeout, () => {
+        ex.watchdog.clear();
+        ex.conn.close();
+        resolve(uploadTimeout(ex.upload.phase, this.opts.idleTimeout));
+      });
+      ex.writing.then(() => {
+        ex.watchdog.clear();
+        resolve(ex.upload.failure ?? (ex.sent ? "sent" : "stopped"));
+      });
+    });
+  }
+
   /** @internal A watchdog on this upstream's pooled timers. */
   watchdog(): Watchdog {
     return new Watchdog((ms) => this.#timerPools.get(ms));
@@ -122,8 +145,9 @@ class Attempt {
   /** The try is over (headers arrived or it failed): its deadlines no longer apply. */
   over = false;
   conn: Http1Conn | undefined;
+  /** The exchange once the request is being written. */
+  exchanged: Exchange | undefined;
   connecting: AbortController | undefined;
-  readonly sending: Sending = { phase: "backend" };
 
   constructor(
     readonly upstream: Upstream,
@@ -192,7 +216,8 @@ class Attempt {
     upstream.pool.hold(c);
     const ex = new Exchange(this.server.url, c, this.watchdog);
     this.armDeadlines(ex, reused);
-    ex.sending = sendRequest(ex, this.sending, out.method, out.path, out.headers, out.body);
+    this.exchanged = ex;
+    ex.writing = sendRequest(ex, out.method, out.path, out.headers, out.body);
     try {
       return { ok: true, res: new UpstreamResponse(await c.readHead(out.method), ex) };
     } catch (e) {
@@ -231,9 +256,12 @@ class Attempt {
   failureOf(e: unknown, reused: boolean): Failure {
     const { url } = this.server;
     // A failed client body closes the connection after noting why, so it is known here.
-    if (this.sending.failure) return this.sending.failure;
+    const upload = this.exchanged?.upload;
+    if (upload?.failure) return upload.failure;
     if (this.clientGone) return clientGone();
-    if (this.expired === "upload") return this.uploadTimeout();
+    if (this.expired === "upload") {
+      return uploadTimeout(upload!.phase, this.upstream.opts.idleTimeout);
+    }
     if (this.expired) {
       return new Failure("header_timeout", `no response headers within ${this.headerTimeout}ms`);
     }
@@ -250,15 +278,6 @@ class Attempt {
         `kept-alive connection to ${url} was closed: ${errorText(e)}`,
       )
       : new Failure("reset_before_response", `connection to ${url} failed: ${errorText(e)}`);
-  }
-
-  /** The upload fell silent: the client stopped sending, or the backend stopped taking it. */
-  uploadTimeout(): Failure {
-    const ms = this.upstream.opts.idleTimeout;
-    const what = `the request body made no progress for ${ms}ms`;
-    return this.sending.phase === "client"
-      ? new Failure("client_body_timeout", `${what}: the client sent nothing`)
-      : new Failure("upload_stalled", `${what}: the backend took nothing`);
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import type { Http1Conn } from "./http1.ts";
 import type { Watchdog } from "./timers.ts";
+import type { Sending } from "./upstream_send.ts";
 
 /** Idle connections kept per backend at most; more are closed as they come back. */
 const MAX_IDLE_PER_BACKEND = 1024;
@@ -12,7 +13,9 @@ const MAX_IDLE_PER_BACKEND = 1024;
 /** One request on one connection: the state that decides whether the connection is reused. */
 export class Exchange {
   /** Settles when the request (head and body) has been written, or its writing stopped. */
-  sending: Promise<void> = Promise.resolve();
+  writing: Promise<void> = Promise.resolve();
+  /** What the upload is waiting on, and why the client's body failed if it did. */
+  readonly upload: Sending = { phase: "backend" };
   /** The whole request went out. */
   sent = false;
   /** The last piece of the request body is being written. */
@@ -70,7 +73,7 @@ export class ConnectionPool {
     const keep = () => ex.sent && c.reusable && !this.#closed;
     if (clean && !ex.sent && ex.lastWrite && c.reusable) {
       // The answer came while the body's last bytes were still being handed to the socket.
-      ex.sending.then(() => this.#settle(ex.key, c, keep()));
+      ex.writing.then(() => this.#settle(ex.key, c, keep()));
       return;
     }
     // Otherwise a response that came before the whole body went out ends the connection.

@@ -26,20 +26,28 @@ export interface Sending {
   failure?: Failure;
 }
 
+/** The upload fell silent: the client stopped sending, or the backend stopped taking it. */
+export function uploadTimeout(phase: SendPhase, ms: number): Failure {
+  const what = `the request body made no progress for ${ms}ms`;
+  return phase === "client"
+    ? new Failure("client_body_timeout", `${what}: the client sent nothing`)
+    : new Failure("upload_stalled", `${what}: the backend took nothing`);
+}
+
 /**
- * Writes the request. Never rejects: a client body failure is kept in `state.failure` and
- * closes the connection; a write failure (the backend closed) is left for the response
+ * Writes the request. Never rejects: a client body failure is kept in `ex.upload.failure`
+ * and closes the connection; a write failure (the backend closed) is left for the response
  * side to report.
  */
 export async function sendRequest(
   ex: Exchange,
-  state: Sending,
   method: string,
   path: string,
   headers: Record<string, string>,
   body: BodySource | null,
 ): Promise<void> {
   const c = ex.conn;
+  const state = ex.upload;
   try {
     state.phase = "backend";
     if (body === null) {
@@ -52,10 +60,10 @@ export async function sendRequest(
     const length = declared === undefined ? -1 : Number(declared);
     const head = latin1Bytes(requestHead(method, path, headers, true, length));
     const next = length >= 0 && length <= COALESCE_LIMIT
-      ? await sendSmall(ex, state, head, body, length)
+      ? await sendSmall(ex, head, body, length)
       : (await c.write(head), 0);
     if (next < 0) return;
-    if (!(await sendRest(ex, state, body, next, length))) return;
+    if (!(await sendRest(ex, body, next, length))) return;
     ex.sent = true;
     if (!c.closed) ex.onSent?.();
   } catch (e) {
@@ -75,12 +83,12 @@ export async function sendRequest(
  */
 async function sendSmall(
   ex: Exchange,
-  state: Sending,
   head: Uint8Array,
   body: BodySource,
   length: number,
 ): Promise<number> {
   const c = ex.conn;
+  const state = ex.upload;
   state.phase = "client";
   const first = await body.chunkAt(0);
   state.phase = "backend";
@@ -106,12 +114,12 @@ async function sendSmall(
  */
 async function sendRest(
   ex: Exchange,
-  state: Sending,
   body: BodySource,
   from: number,
   length: number,
 ): Promise<boolean> {
   const c = ex.conn;
+  const state = ex.upload;
   let open = false;
   for (let i = from;; i++) {
     state.phase = "client";

@@ -172,6 +172,38 @@ Deno.test("two lbs in one process keep separate metrics", async () => {
   }
 });
 
+Deno.test("process metrics follow open sockets and memory; dropped underscore headers are counted", async () => {
+  const s = await start(1);
+  const held: Deno.Conn[] = [];
+  try {
+    const before = await scrape(s.lb);
+    assert.ok(sample(before, "process_resident_memory_bytes")! > 10e6);
+    assert.ok(sample(before, "process_max_fds")! > 0);
+    assert.ok(sample(before, "process_cpu_seconds_total")! > 0);
+    const fds = sample(before, "process_open_fds")!;
+    // 20 more client connections to lb are 20 more descriptors in lb's process.
+    const { port } = new URL(s.lb.url);
+    for (let i = 0; i < 20; i++) {
+      held.push(await Deno.connect({ hostname: "127.0.0.1", port: +port }));
+    }
+    await until(
+      async () => sample(await scrape(s.lb), "process_open_fds")! >= fds + 20,
+      "fds to rise",
+    );
+    const res = await fetch(s.lb.url + "/u", { headers: { "x_a": "1", "x_b": "2" } });
+    await res.body?.cancel();
+    await until(
+      async () =>
+        sample(await scrape(s.lb), "lb_dropped_request_headers_total", { reason: "underscore" }) ===
+          2,
+      "two dropped headers to be counted",
+    );
+  } finally {
+    for (const c of held) c.close();
+    await s.close();
+  }
+});
+
 Deno.test("promtool check metrics finds no problem in lb's real /metrics output", async () => {
   const st = await start(2, { health: { enabled: true, interval: "50ms" } });
   try {

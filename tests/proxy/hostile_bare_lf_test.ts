@@ -77,7 +77,9 @@ for (const [name, body] of BODIES) {
       // lb's own answer about the client's body, and the connection ends with it.
       assert.equal(JSON.parse(head!.rest).error.code, "request_timeout");
       assert.match(head!.rest, /request body made no progress for 300ms: the client sent nothing/);
-      assert.deepEqual(head!.headers.get("connection"), ["close"]);
+      // Deno adds a close of its own while the request body is unfinished: a list, still close.
+      const connection = head!.headers.get("connection") ?? [];
+      assert.ok(connection.length > 0 && connection.every((v) => v === "close"), `${connection}`);
       assert.equal(recs.length, 1);
       assert.equal(recs[0].status, 408);
       assert.equal(recs[0].tries, 1, "the request was retried on another backend");
