@@ -8,7 +8,6 @@ import type { ProxyContext } from "./context.ts";
 import { fail } from "./fail.ts";
 import { Failure } from "./failures.ts";
 import { Flight } from "./flight.ts";
-import { requestKey } from "./choose.ts";
 import { upstreamRequestHeaders } from "./headers.ts";
 import { BodySource } from "./request_body.ts";
 
@@ -33,7 +32,7 @@ export function admit(px: ProxyContext, req: Request, info: ConnInfo): Flight | 
     underscored: 0,
   };
   const headers = upstreamRequestHeaders(req.headers, fwd);
-  const f = new Flight(px, req, clientIp, requestId, targetOf(req.url), headers, keyOf);
+  const f = new Flight(px, req, clientIp, requestId, targetOf(req.url), headers);
   if (fwd.underscored > 0) f.rec.droppedHeaders = fwd.underscored;
   const refused = underscoreRefusal(px, fwd.underscored) ??
     px.guard(req, info.remoteAddr, headers) ??
@@ -77,6 +76,3 @@ function underscoreRefusal(px: ProxyContext, underscored: number): Failure | und
     "header names with underscores are refused (underscoreHeaders: reject)",
   );
 }
-
-const keyOf = (f: Flight) =>
-  requestKey(f.req, f.px.balancer.options.hash?.key ?? f.px.config.hash.key, f.clientIp, f.path);

@@ -9,14 +9,13 @@ import type { ProxyContext } from "./context.ts";
 import type { Flight } from "./flight.ts";
 
 export function choose(px: ProxyContext, f: Flight): Server | undefined {
-  const ctx = f.pick;
-  ctx.now = Date.now();
-  ctx.exclude = f.tried;
-  ctx.panic = false;
-  const server = px.balancer.pick(ctx);
-  if (server || !px.config.panicMode || !panicAllowed(px.pool.servers, ctx.now)) return server;
-  ctx.panic = true;
-  return px.balancer.pick(ctx);
+  f.now = Date.now();
+  f.exclude = f.tried;
+  f.panic = false;
+  const server = px.balancer.pick(f);
+  if (server || !px.config.panicMode || !panicAllowed(px.pool.servers, f.now)) return server;
+  f.panic = true;
+  return px.balancer.pick(f);
 }
 
 /** The hash key of a request for consistent-hash and maglev (`hash.key`). */

@@ -6,16 +6,44 @@
 import type { Server } from "../balancing/server.ts";
 import type { PickContext } from "../balancing/strategies/types.ts";
 import type { RequestRecord } from "../log.ts";
+import { requestKey } from "./choose.ts";
 import type { ProxyContext } from "./context.ts";
 import type { Failure } from "./failures.ts";
 import type { BodySource } from "./request_body.ts";
 import type { Outgoing } from "./upstream.ts";
 
-export class Flight implements Outgoing {
+/**
+ * The access record, as a class: V8 pretenured the object literal it used to be (it moved
+ * every record to its old space at birth), and a dead record there kept the request's young
+ * strings alive through every scavenge until the next full GC.
+ */
+class AccessRecord implements RequestRecord {
+  time = Date.now();
+  status = 0;
+  tries = 0;
+  durationMs = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  backend: string | undefined = undefined;
+  error: string | undefined = undefined;
+  droppedHeaders: number | undefined = undefined;
+
+  constructor(
+    readonly requestId: string,
+    readonly client: string,
+    readonly method: string,
+    readonly path: string,
+  ) {}
+}
+
+/** The signal of a finished Flight: nothing waits on it any more. */
+const FINISHED = AbortSignal.abort();
+
+export class Flight implements Outgoing, PickContext {
   readonly started = performance.now();
   readonly rec: RequestRecord;
   readonly method: string;
-  readonly signal: AbortSignal;
+  signal: AbortSignal;
   body: BodySource | null = null;
   /** Servers tried so far (strategies skip them). */
   tried: Set<Server> | undefined;
@@ -27,40 +55,43 @@ export class Flight implements Outgoing {
   budgeted = false;
   /** When the whole request must be over (`timeouts.request`), or Infinity. */
   readonly deadline: number;
-  /** What the strategy may know: reused for every pick of this request. */
-  readonly pick: PickContext;
+  // What a strategy may know (PickContext): the Flight is its own, so a pick allocates nothing.
+  now = 0;
+  readonly random: () => number;
+  exclude: ReadonlySet<Server> | undefined;
+  panic = false;
   /** Counted by the concurrency caps until {@link finish}. */
   #counted = false;
   #finished = false;
 
+  /** The client's request (undefined once the Flight is finished). */
+  req: Request | undefined;
+  /** The headers to send upstream. */
+  headers: Record<string, string>;
+
   constructor(
     readonly px: ProxyContext,
-    readonly req: Request,
+    req: Request,
     readonly clientIp: string,
     readonly requestId: string,
     /** The path and query exactly as the client sent them. */
     readonly path: string,
-    /** The headers to send upstream. */
-    readonly headers: Record<string, string>,
-    keyOf: (f: Flight) => string,
+    headers: Record<string, string>,
   ) {
+    this.req = req;
+    this.headers = headers;
     this.method = req.method;
     this.signal = req.signal;
     const timeout = px.config.timeouts.request;
     this.deadline = timeout > 0 ? this.started + timeout : Infinity;
-    this.rec = {
-      time: Date.now(),
-      requestId,
-      client: clientIp,
-      method: this.method,
-      path,
-      status: 0,
-      tries: 0,
-      durationMs: 0,
-      bytesIn: 0,
-      bytesOut: 0,
-    };
-    this.pick = { now: 0, random: px.random, key: () => keyOf(this) };
+    this.rec = new AccessRecord(requestId, clientIp, this.method, path);
+    this.random = px.random;
+  }
+
+  /** The request's hash key (`hash.key`), for consistent-hash and maglev. */
+  key(): string {
+    const key = this.px.balancer.options.hash?.key ?? this.px.config.hash.key;
+    return this.req ? requestKey(this.req, key, this.clientIp, this.path) : "";
   }
 
   /** From now on the request counts against the concurrency caps, until it is finished. */
@@ -91,5 +122,21 @@ export class Flight implements Outgoing {
     }
     this.px.logger.access(rec);
     this.px.onRequest?.(rec);
+    this.#letGo();
+  }
+
+  /**
+   * A finished Flight lets go of the request's objects. V8 may have moved the Flight to its
+   * old space (objects that live across a few scavenges are promoted, some allocation sites
+   * pretenured); a dead Flight there still points at the request, headers and body until the
+   * next full GC, and every scavenge until then copies them again (measured: scavenges 5×
+   * longer and a fifth less throughput before this).
+   */
+  #letGo(): void {
+    this.req = undefined;
+    this.signal = FINISHED;
+    this.headers = {};
+    this.body = null;
+    this.tried = this.exclude = this.last = undefined;
   }
 }

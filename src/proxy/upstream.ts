@@ -136,11 +136,40 @@ export class Upstream {
   }
 }
 
+/** Which deadline ended a try. */
+interface Expiry {
+  what?: "connect" | "header" | "upload";
+}
+
+/**
+ * Arms `w` to note `what` in `expiry` and stop the try after `ms` (of silence, for `idle`).
+ * A function of its own so that the timer's closure holds only these: a pooled timer
+ * outlives the request, and a closure that held the Attempt (and so the request) kept the
+ * request's objects reachable from V8's old space, which then copied them through every
+ * scavenge (measured: scavenges 5× longer, a fifth less throughput).
+ */
+function expireAfter(
+  w: Watchdog,
+  ms: number,
+  idle: boolean,
+  expiry: Expiry,
+  what: NonNullable<Expiry["what"]>,
+  stop: AbortController | Http1Conn,
+): void {
+  const fire = () => {
+    expiry.what = what;
+    if (stop instanceof AbortController) stop.abort();
+    else stop.close();
+  };
+  if (idle) w.idle(ms, fire);
+  else w.arm(ms, fire);
+}
+
 /** The state of one try: its deadlines, and what ended it early. */
 class Attempt {
   readonly started = performance.now();
   readonly watchdog: Watchdog;
-  expired: "connect" | "header" | "upload" | undefined;
+  readonly expiry: Expiry = {};
   clientGone = false;
   /** The try is over (headers arrived or it failed): its deadlines no longer apply. */
   over = false;
@@ -185,16 +214,13 @@ class Attempt {
     const { server, upstream } = this;
     const ac = this.connecting = new AbortController();
     const ms = Math.min(upstream.opts.connectTimeout, this.headerTimeout);
-    this.watchdog.arm(ms, () => {
-      this.expired = "connect";
-      ac.abort();
-    });
+    expireAfter(this.watchdog, ms, false, this.expiry, "connect", ac);
     let tcp: Deno.TcpConn;
     try {
       tcp = await Deno.connect({ hostname: server.hostname, port: server.port, signal: ac.signal });
     } catch (e) {
       if (this.clientGone) return clientGone();
-      if (this.expired) {
+      if (this.expiry.what) {
         const took = Math.round(performance.now() - this.started);
         return new Failure("connect_timeout", `no connection to ${server.url} within ${took}ms`);
       }
@@ -235,18 +261,12 @@ class Attempt {
   armDeadlines(ex: Exchange, reused: boolean): void {
     const c = ex.conn;
     const headerDeadline = (ms: number) =>
-      this.watchdog.arm(ms, () => {
-        this.expired = "header";
-        c.close();
-      });
+      expireAfter(this.watchdog, ms, false, this.expiry, "header", c);
     if (this.out.body === null) {
       const left = this.started + this.headerTimeout - performance.now();
       return headerDeadline(reused ? this.headerTimeout : Math.max(1, left));
     }
-    this.watchdog.idle(this.upstream.opts.idleTimeout, () => {
-      this.expired = "upload";
-      c.close();
-    });
+    expireAfter(this.watchdog, this.upstream.opts.idleTimeout, true, this.expiry, "upload", c);
     ex.onSent = () => {
       if (!this.over) headerDeadline(this.headerTimeout);
     };
@@ -259,10 +279,10 @@ class Attempt {
     const upload = this.exchanged?.upload;
     if (upload?.failure) return upload.failure;
     if (this.clientGone) return clientGone();
-    if (this.expired === "upload") {
+    if (this.expiry.what === "upload") {
       return uploadTimeout(upload!.phase, this.upstream.opts.idleTimeout);
     }
-    if (this.expired) {
+    if (this.expiry.what) {
       return new Failure("header_timeout", `no response headers within ${this.headerTimeout}ms`);
     }
     if (e instanceof ProtocolError) {
