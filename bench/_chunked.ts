@@ -6,8 +6,8 @@
  * not; the ratio to the lean proxy is what to watch.
  */
 import type { Upstream } from "./_configs.ts";
-import { startLean } from "./_memory.ts";
-import { freePort, type Proc, type Procs, waitForOutput } from "./_procs.ts";
+import { startLean, startSink } from "./_memory.ts";
+import { type Proc, type Procs, waitForOutput } from "./_procs.ts";
 import { median } from "./_report.ts";
 
 export interface ChunkedResult {
@@ -32,17 +32,9 @@ export async function measureChunkedUploads(o: ChunkedOptions): Promise<ChunkedR
   const mib = o.quick ? 64 : 256;
   const runs = o.quick ? 1 : 3;
   const out: ChunkedResult = { mib, runs, seconds: [], notes: [] };
-  const sinkPort = freePort();
-  const sink = o.procs.spawn("sink", Deno.execPath(), [
-    "run",
-    "-A",
-    "bench/sink.ts",
-    "--port",
-    String(sinkPort),
-  ], { cwd: o.root });
+  const { proc: sink, port: sinkPort } = await startSink(o);
   const upstreams = [{ host: "127.0.0.1", port: sinkPort }];
   try {
-    await waitForOutput(sink, /sink listening/, 1);
     const targets: [string, () => Promise<{ proc?: Proc; port: number }>][] = [
       ["direct to the sink", () => Promise.resolve({ port: sinkPort })],
       ...LEAN.map((l) =>

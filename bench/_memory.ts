@@ -102,16 +102,8 @@ export async function measureMemory(o: MemoryOptions): Promise<MemoryResult> {
 
   if (o.connections) {
     // Uploads go to a sink that reads and counts the body (see bench/sink.ts).
-    const sinkPort = freePort();
-    const sink = o.procs.spawn("sink", Deno.execPath(), [
-      "run",
-      "-A",
-      "bench/sink.ts",
-      "--port",
-      String(sinkPort),
-    ], { cwd: o.root });
+    const { proc: sink, port: sinkPort } = await startSink(o);
     try {
-      await waitForOutput(sink, /sink listening/, 1);
       const file = `${o.dir}/upload.bin`;
       // Sparse: 1 GiB of zeros that takes no disk and goes out with a Content-Length.
       const f = await Deno.open(file, { create: true, write: true, truncate: true });
@@ -260,6 +252,25 @@ const LEAN_PROXIES = [
   { label: "lean proxy (fetch)", file: "bench/lean_proxy.ts" },
   { label: "lean proxy (node:http)", file: "bench/lean_proxy_node.ts" },
 ];
+
+/** Starts bench/sink.ts (reads and counts upload bodies) on a free port. */
+export async function startSink(o: Pick<MemoryOptions, "procs" | "root">) {
+  const port = freePort();
+  const proc = o.procs.spawn("sink", Deno.execPath(), [
+    "run",
+    "-A",
+    "bench/sink.ts",
+    "--port",
+    String(port),
+  ], { cwd: o.root });
+  try {
+    await waitForOutput(proc, /sink listening/, 1);
+  } catch (e) {
+    await o.procs.stop(proc);
+    throw e;
+  }
+  return { proc, port };
+}
 
 /** Starts a lean proxy (`file`) on a free port in front of `upstreams`. */
 export async function startLean(

@@ -115,13 +115,13 @@ function build(opts: LbOptions): Parts {
   const pool = new ServerPool(config.backends, {
     healthy: config.health.assumeHealthy || !config.health.enabled,
   });
-  for (const [id, st] of saved.adminStates) pool.setAdminState(pool.get(id)!, st, "state file");
   const balancer = new Balancer(pool, config.strategy, {
     hash: config.hash,
     latencyTau: pool.latencyTau,
   });
   const metrics = createMetrics({ pool, balancer, version: denoJson.version });
   const control = new Control({ pool, balancer, config: base, logger, stateFile });
+  control.restore(saved.adminStates);
   const upstream = new Upstream({
     connectTimeout: config.timeouts.connect,
     headerTimeout: config.timeouts.header,

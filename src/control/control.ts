@@ -1,8 +1,10 @@
 /**
- * Control: the one door for the operator's changes to a running lb, from the admin API and
- * config reloads (and, later, a cluster follower). Every membership, weight, admin-state
- * and strategy change goes through here, so each is logged once (with who asked),
- * persisted to the state file before it is acknowledged, and announced to the dashboard.
+ * Control: the one door for the operator's changes to a running lb. A change from the admin
+ * API goes through a method here, so it is logged once (with who asked), persisted to the
+ * state file before it is acknowledged, and announced to the dashboard. A reload makes the
+ * pool match a config through reconcile.ts, in this same room, with the control's drains,
+ * and logs its changes as one event (they come from lb.yaml, so the state file is not
+ * written). Nothing outside src/control/ changes membership, weights, caps or admin states.
  */
 import { stateOf } from "../balancing/availability.ts";
 import type { Balancer } from "../balancing/balancer.ts";
@@ -195,6 +197,14 @@ export class Control {
     }
     const fields = { from, to: name, hash: options.hash };
     await this.#done(who, "strategy", `strategy ${from} → ${name}`, fields);
+  }
+
+  /** At start: the admin states the state file kept (before any traffic, so nothing is logged). */
+  restore(adminStates: ReadonlyMap<string, AdminState>): void {
+    for (const [id, state] of adminStates) {
+      const s = this.pool.get(id);
+      if (s) this.pool.setAdminState(s, state, "state file");
+    }
   }
 
   /** Clears the drain timers (servers still draining stay in the pool) and the listeners. */

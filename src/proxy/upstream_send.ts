@@ -75,6 +75,15 @@ export async function sendRequest(
   }
 }
 
+/** The client's chunk `i`: while lb waits for it, a stall is the client's. */
+async function clientChunk(ex: Exchange, body: BodySource, i: number): Promise<Uint8Array | null> {
+  ex.upload.phase = "client";
+  const chunk = await body.chunkAt(i);
+  ex.upload.phase = "backend";
+  ex.watchdog.activity++; // the client's progress: a stall from here on is the backend's
+  return chunk;
+}
+
 /**
  * A small body goes out in the same write as the head: one syscall instead of two, and a
  * backend that answers without reading the body still finds all of it there (Deno.serve,
@@ -88,11 +97,7 @@ async function sendSmall(
   length: number,
 ): Promise<number> {
   const c = ex.conn;
-  const state = ex.upload;
-  state.phase = "client";
-  const first = await body.chunkAt(0);
-  state.phase = "backend";
-  ex.watchdog.activity++; // the client's progress: a stall from here on is the backend's
+  const first = await clientChunk(ex, body, 0);
   if (c.closed) return -1;
   if (first !== null && first.byteLength === length) {
     const both = new Uint8Array(head.byteLength + length);
@@ -119,13 +124,9 @@ async function sendRest(
   length: number,
 ): Promise<boolean> {
   const c = ex.conn;
-  const state = ex.upload;
   let open = false;
   for (let i = from;; i++) {
-    state.phase = "client";
-    const chunk = await body.chunkAt(i);
-    state.phase = "backend";
-    ex.watchdog.activity++; // the client's progress: a stall from here on is the backend's
+    const chunk = await clientChunk(ex, body, i);
     if (c.closed) return false;
     if (chunk === null) {
       ex.lastWrite = true;
