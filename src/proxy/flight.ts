@@ -18,7 +18,12 @@ import type { Outgoing } from "./upstream.ts";
  * strings alive through every scavenge until the next full GC.
  */
 class AccessRecord implements RequestRecord {
+  // Fields in the order access lines have always shown them.
   time = Date.now();
+  requestId: string;
+  client: string;
+  method: string;
+  path: string;
   status = 0;
   tries = 0;
   durationMs = 0;
@@ -28,12 +33,12 @@ class AccessRecord implements RequestRecord {
   error: string | undefined = undefined;
   droppedHeaders: number | undefined = undefined;
 
-  constructor(
-    readonly requestId: string,
-    readonly client: string,
-    readonly method: string,
-    readonly path: string,
-  ) {}
+  constructor(requestId: string, client: string, method: string, path: string) {
+    this.requestId = requestId;
+    this.client = client;
+    this.method = method;
+    this.path = path;
+  }
 }
 
 /** The signal of a finished Flight: nothing waits on it any more. */
