@@ -41,8 +41,9 @@ class AccessRecord implements RequestRecord {
   }
 }
 
-/** The signal of a finished Flight: nothing waits on it any more. */
+/** The signal and headers of a finished Flight: nothing reads them any more. */
 const FINISHED = AbortSignal.abort();
+const NO_HEADERS: Record<string, string> = Object.freeze({});
 
 export class Flight implements Outgoing, PickContext {
   readonly started = performance.now();
@@ -140,7 +141,7 @@ export class Flight implements Outgoing, PickContext {
   #letGo(): void {
     this.req = undefined;
     this.signal = FINISHED;
-    this.headers = {};
+    this.headers = NO_HEADERS;
     this.body = null;
     this.tried = this.exclude = this.last = undefined;
   }
