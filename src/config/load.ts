@@ -3,6 +3,7 @@
  * field path (or line and column), one line each.
  */
 import YAML from "yaml";
+import type { z } from "zod";
 import DEFAULT_CONFIG_YAML from "../../lb.yaml" with { type: "text" };
 import { type Config, ConfigSchema } from "./schema.ts";
 
@@ -32,11 +33,7 @@ export function formatPath(path: (string | number)[]): string {
 
 /** Checks `raw` against `schema`; problems are lines like `backends[0].url: …`. */
 export function schemaProblems<T>(
-  schema: {
-    safeParse(
-      raw: unknown,
-    ): { success: true; data: T } | { success: false; error: { issues: Issue[] } };
-  },
+  schema: z.ZodType<T, z.ZodTypeDef, unknown>,
   raw: unknown,
 ): { data: T } | { problems: string[] } {
   const r = schema.safeParse(raw);
@@ -44,15 +41,8 @@ export function schemaProblems<T>(
   return { problems: r.error.issues.map(describeIssue) };
 }
 
-interface Issue {
-  code: string;
-  path: (string | number)[];
-  message: string;
-  keys?: string[];
-}
-
-function describeIssue(i: Issue): string {
-  if (i.code === "unrecognized_keys" && i.keys) {
+function describeIssue(i: z.ZodIssue): string {
+  if (i.code === "unrecognized_keys") {
     const where = i.path.length ? `${formatPath(i.path)}: ` : "";
     const keys = i.keys.map((k) => `"${k}"`).join(", ");
     return `${where}unknown key${i.keys.length > 1 ? "s" : ""} ${keys}`;
