@@ -45,6 +45,11 @@ interface Compiled<T> {
   /** The prefix ends with "/", so it matches as a plain string prefix. */
   readonly slash: boolean;
   readonly headers: readonly HeaderCheck[] | undefined;
+  /**
+   * stripPrefix, where there is a prefix to strip: the schema requires one, but a config
+   * built by hand may lack it.
+   */
+  readonly strip: boolean;
 }
 
 /** Picks the first route whose every condition holds. Immutable once built. */
@@ -101,8 +106,8 @@ export class Router<T> {
         if (!prefixMatches(c.prefix, c.slash, path)) continue;
       }
       if (c.headers !== undefined && !headersMatch(c.headers, headers)) continue;
-      const rest = c.route.config.stripPrefix ? stripped(c.prefix!, path!, target) : target;
-      return { route: c.route, path: rest };
+      // With c.strip, c.prefix and path are set: the prefix was checked above.
+      return { route: c.route, path: c.strip ? stripped(c.prefix!, path!, target) : target };
     }
     return undefined;
   }
@@ -130,6 +135,7 @@ function compile<T>(route: Route<T>): Compiled<T> {
     prefix,
     slash: prefix?.endsWith("/") ?? false,
     headers: headers.length ? headers : undefined,
+    strip: route.config.stripPrefix && prefix !== undefined,
   };
 }
 

@@ -242,6 +242,12 @@ Deno.test("stripPrefix removes the prefix from the normalised path and keeps the
   assert.equal(path(root, "/a/b"), "/a/b");
 });
 
+Deno.test("a hand-built stripPrefix without a path leaves the target alone", () => {
+  const [c] = configs({ pool: "p" });
+  const r = new Router([{ ...c, stripPrefix: true }], (x) => x.pool);
+  assert.equal(r.match("GET", null, "/a?b", new Headers())?.path, "/a?b");
+});
+
 Deno.test("routes keep their config, position and target", () => {
   const cs = configs({ pool: "a" }, { name: "second", pool: "b" });
   const r = new Router(cs, (c) => ({ pool: c.pool }));
