@@ -120,6 +120,8 @@ export class RateLimiter {
   take(key: string, now: number): RateDecision {
     if (now - this.#sweptAt >= this.#sweepEveryMs) this.#sweepAll(now);
     if (key.length > MAX_KEY_LENGTH) key = key.slice(0, MAX_KEY_LENGTH);
+    // Rounded down so TATs stay whole: a fractional `now` (performance.now()) counts as at
+    // most one tick, 1/rate ms, earlier than it is.
     const t = Math.floor((now - this.#origin) * this.#ticksPerMs);
     const slot = this.#slots.get(key);
     const tat = slot === undefined ? t : this.#tats[slot];
