@@ -6,17 +6,17 @@ import denoJson from "../deno.json" with { type: "json" };
 import { type AdminApp, createAdminApp } from "./admin/routes.ts";
 import { assertAdminSafe, resolveAdminToken } from "./admin/auth.ts";
 import { createMetrics, type LbMetrics } from "./admin/metrics.ts";
-import { Balancer } from "./balancing/balancer.ts";
-import { type HealthChecks, startHealthChecks } from "./balancing/health.ts";
-import { ServerPool } from "./balancing/pool.ts";
+import type { Balancer } from "./balancing/balancer.ts";
+import type { ServerPool } from "./balancing/pool.ts";
 import type { Config } from "./config/schema.ts";
 import { Control } from "./control/control.ts";
-import { applyOverlay } from "./control/overlay.ts";
+import { applyStateFile } from "./control/overlay.ts";
 import { type ConfigLoader, createReloader, type ReloadResult } from "./control/reload.ts";
 import { readStateFile, resolveStateFilePath } from "./control/state_file.ts";
 import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./log.ts";
 import { createTrafficApp } from "./proxy/handler.ts";
-import { Upstream } from "./proxy/upstream.ts";
+import { Pools } from "./routing/pools.ts";
+import { newStickySecret } from "./routing/sticky.ts";
 
 export interface LbOptions {
   config: Config;
@@ -38,7 +38,11 @@ export interface LbOptions {
 
 export interface Lb {
   readonly config: Config;
+  /** Every pool and the routing table. */
+  readonly pools: Pools;
+  /** The first pool's servers (the only pool of a config without `pools`). */
   readonly pool: ServerPool;
+  /** The first pool's balancer. */
   readonly balancer: Balancer;
   readonly logger: Logger;
   /** `http://host:port` of the traffic listener. */
@@ -48,6 +52,8 @@ export interface Lb {
   /** Where admin API changes are persisted (undefined: nowhere). */
   readonly stateFile?: string;
   readonly metrics: LbMetrics;
+  /** Settles once what lb writes at start (a new sticky secret in the state file) is on disk. */
+  readonly ready: Promise<void>;
   /** Applies a new config live (see control/reload.ts); never rejects, logs what it did. */
   reload(next: ConfigLoader, why?: string): Promise<ReloadResult>;
   /**
@@ -64,22 +70,19 @@ interface Parts {
   token: string | undefined;
   stateFile: string | undefined;
   logger: Logger;
-  pool: ServerPool;
-  balancer: Balancer;
+  pools: Pools;
   metrics: LbMetrics;
   control: Control;
-  upstream: Upstream;
-  unsubscribe: () => void;
+  ready: Promise<void>;
 }
 
 export function startLb(opts: LbOptions): Lb {
   const parts = build(opts);
-  const { config, logger, upstream } = parts;
+  const { config, logger, pools } = parts;
   const onRequest = opts.onRequest;
   const traffic = createTrafficApp({
     config,
-    balancer: parts.balancer,
-    upstream,
+    pools,
     logger,
     random: opts.random,
     onRequest: onRequest
@@ -93,11 +96,11 @@ export function startLb(opts: LbOptions): Lb {
     admin = config.admin.enabled ? startAdmin(parts) : undefined;
   } catch (e) {
     trafficServer.shutdown();
-    upstream.close();
+    void pools.close();
     throw e;
   }
-  const health = startHealthChecks(parts.pool, config.health, logger, { random: opts.random });
-  return handle(parts, trafficServer, admin, health);
+  for (const p of pools.list) p.start(logger, opts.random);
+  return handle(parts, trafficServer, admin);
 }
 
 /** Config (with the state file over it), logger, pool, strategy, metrics, control, upstream. */
@@ -108,54 +111,25 @@ function build(opts: LbOptions): Parts {
   const stateFile = opts.stateFile === false
     ? undefined
     : opts.stateFile ?? resolveStateFilePath(base, opts.configSource);
-  const saved = applyOverlay(base, stateFile ? readStateFile(stateFile) : undefined);
-  const config = saved.config;
+  const applied = applyStateFile(base, stateFile ? readStateFile(stateFile) : undefined);
+  const config = base;
   const logger = opts.logger ??
     createLogger({ format: resolveFormat(config.log.format), access: config.log.access });
-  const pool = new ServerPool(config.backends, {
-    healthy: config.health.assumeHealthy || !config.health.enabled,
-  });
-  const balancer = new Balancer(pool, config.strategy, {
-    hash: config.hash,
-    latencyTau: pool.latencyTau,
-  });
-  const metrics = createMetrics({ pool, balancer, version: denoJson.version });
-  const control = new Control({ pool, balancer, config: base, logger, stateFile });
-  control.restore(saved.adminStates);
-  const upstream = new Upstream({
-    connectTimeout: config.timeouts.connect,
-    headerTimeout: config.timeouts.header,
-    idleTimeout: config.timeouts.idle,
-    poolIdleTimeout: config.timeouts.upstreamIdle,
-  });
-  const unsubscribe = pool.subscribe((e) => {
-    if (e.type !== "state") return;
-    const { server, from, to, reason } = e;
-    logger.event("state", `${server.id} ${from} → ${to} (${reason})`, {
-      server: server.id,
-      from,
-      to,
-      reason,
-    });
-  });
-  return {
-    config,
-    token,
-    stateFile,
-    logger,
-    pool,
-    balancer,
-    metrics,
-    control,
-    upstream,
-    unsubscribe,
-  };
+  const secret = applied.stickySecret ?? newStickySecret();
+  const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret);
+  const metrics = createMetrics({ pools, version: denoJson.version });
+  const control = new Control({ pools, config: base, logger, stateFile, random: opts.random });
+  for (const a of applied.pools) control.restore(pools.get(a.pool.name)!, a.adminStates);
+  // A sticky secret made up now is kept at once, so a restart (or a --workers worker, which
+  // reads the file as it starts) signs cookies with the same one.
+  const generated = applied.stickySecret === undefined && control.overlay().stickySecret;
+  const ready = generated ? control.save().catch(() => {}) : Promise.resolve();
+  return { config, token, stateFile, logger, pools, metrics, control, ready };
 }
 
 function startAdmin(parts: Parts): { app: AdminApp; server: Deno.HttpServer<Deno.NetAddr> } {
   const { config, logger } = parts;
   const app = createAdminApp({
-    balancer: parts.balancer,
     logger,
     version: denoJson.version,
     startedAt: Date.now(),
@@ -179,7 +153,6 @@ function handle(
   parts: Parts,
   trafficServer: Deno.HttpServer<Deno.NetAddr>,
   admin: { app: AdminApp; server: Deno.HttpServer<Deno.NetAddr> } | undefined,
-  health: HealthChecks,
 ): Lb {
   const { config, control, metrics } = parts;
   const reloader = createReloader(control, metrics);
@@ -189,10 +162,7 @@ function handle(
     control.close();
     admin?.app.close();
     await admin?.server.shutdown();
-    await health.stop();
-    parts.unsubscribe();
-    parts.balancer.close();
-    parts.upstream.close();
+    await parts.pools.close();
     parts.logger.flush();
     return inTime;
   };
@@ -200,9 +170,15 @@ function handle(
     get config() {
       return control.config;
     },
-    pool: parts.pool,
-    balancer: parts.balancer,
+    pools: parts.pools,
+    get pool() {
+      return parts.pools.list[0].servers;
+    },
+    get balancer() {
+      return parts.pools.list[0].balancer;
+    },
     logger: parts.logger,
+    ready: parts.ready,
     url: urlOf(trafficServer.addr),
     adminUrl: admin ? urlOf(admin.server.addr) : undefined,
     stateFile: parts.stateFile,

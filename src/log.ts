@@ -23,6 +23,9 @@ export interface RequestRecord {
   error?: string;
   /** Request headers left out because their names had `_` (see `underscoreHeaders`). */
   droppedHeaders?: number;
+  /** The pool and route the request went to; undefined when no route matched. */
+  pool?: string;
+  route?: string;
 }
 
 export type LogFormat = "json" | "text";

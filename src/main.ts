@@ -9,6 +9,7 @@ import { backendsCommand } from "./cli/backends.ts";
 import { checkCommand } from "./cli/check.ts";
 import { simulateCommand } from "./cli/simulate.ts";
 import { demoCommand } from "./cli/demo.ts";
+import { routeCommand } from "./cli/route.ts";
 
 const VERSION: string = denoJson.version;
 
@@ -16,6 +17,7 @@ const COMMANDS: Command[] = [
   serveCommand,
   backendsCommand,
   checkCommand,
+  routeCommand,
   simulateCommand,
   demoCommand,
 ];
@@ -35,6 +37,7 @@ Examples:
   lb backends --count 3 --latency 5,50,200
   lb serve --strategy least-conn
   lb check --config lb.yaml
+  lb route GET http://api.example.com/v1/users
 `;
 
 /** Runs lb with `args`; returns the exit code. Never throws. */

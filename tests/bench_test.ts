@@ -181,7 +181,10 @@ Deno.test("the generated lb config is valid lb config with admin off and limits 
   assert.equal(config.log.access, false);
   assert.ok(config.limits.maxBodyBytes > 1024 ** 3);
   assert.ok(config.limits.maxConnectionsPerClient > 1000);
-  assert.deepEqual(config.backends.map((b) => b.url), ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+  assert.deepEqual(config.backends!.map((b) => b.url), [
+    "http://127.0.0.1:1",
+    "http://127.0.0.1:2",
+  ]);
 });
 
 Deno.test({

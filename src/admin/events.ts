@@ -3,27 +3,38 @@
  *
  * - `history` once on connect: per-second samples of the last minutes (requests, errors,
  *   latency, in-flight per server), so a freshly opened dashboard has a chart at once;
- * - `snapshot` every second and after every admin change: the strategy and every server;
+ * - `snapshot` every second and after every admin change: the pools, their strategies and
+ *   every server;
  * - `state` as it happens: a server's state changed (health, ejection, drain…).
  *
  * One timer per lb takes the samples; clients only add a stream. A client that stops
  * reading is dropped instead of buffering without bound.
  */
-import type { ServerPool } from "../balancing/pool.ts";
 import type { Control } from "../control/control.ts";
+import type { PoolRuntime } from "../routing/pool_runtime.ts";
 import { type ServerView, serverView, type ViewSources } from "./server_view.ts";
 
 export interface Snapshot {
   time: number;
   version: string;
   uptimeSeconds: number;
+  /** The first pool's strategy (the one strategy of a config without pools). */
   strategy: { name: string; options: Record<string, unknown> };
+  /** Every pool's servers, in pool order; each view names its pool. */
   servers: ServerView[];
+  pools: PoolSummary[];
+}
+
+export interface PoolSummary {
+  name: string;
+  strategy: { name: string; options: Record<string, unknown> };
+  sticky: { cookie: string } | null;
+  servers: number;
 }
 
 /**
- * One per-second sample: `[id, requests, errors, latencyEwmaMs, inflight]` per server, where
- * errors counts failed tries and 5xx answers together.
+ * One per-second sample: `[pool/id, requests, errors, latencyEwmaMs, inflight]` per server,
+ * where errors counts failed tries and 5xx answers together.
  */
 export interface Sample {
   t: number;
@@ -50,35 +61,46 @@ export const MAX_CLIENTS = 64;
 
 export class EventHub {
   #opts: EventHubOptions;
-  #pool: ServerPool;
   #sources: ViewSources;
   #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
   #history: Sample[] = [];
   #timer: ReturnType<typeof setInterval>;
   #unsubscribe: (() => void)[] = [];
+  /** The pools whose state events this hub follows (reload adds and removes pools). */
+  #following = new Map<PoolRuntime, () => void>();
   #pending = false;
   #closed = false;
 
   constructor(opts: EventHubOptions) {
     this.#opts = opts;
-    this.#pool = opts.control.pool;
     this.#sources = opts.sources ??
       { removing: (s) => opts.control.drains.has(s), responses5xx: () => 0 };
     this.#timer = setInterval(() => this.#tick(), opts.intervalMs ?? 1000);
-    this.#unsubscribe.push(
-      this.#pool.subscribe((e) => {
-        if (e.type === "state") {
-          this.#broadcast("state", {
-            time: Date.now(),
-            server: e.server.id,
-            from: e.from,
-            to: e.to,
-            reason: e.reason,
-          });
-        } else this.#soon();
-      }),
-      opts.control.onChange(() => this.#soon()),
-    );
+    this.#follow();
+    this.#unsubscribe.push(opts.control.onChange(() => {
+      this.#follow();
+      this.#soon();
+    }));
+  }
+
+  /** Follows the state events of every pool there is now, and no others. */
+  #follow(): void {
+    const pools = new Set(this.#opts.control.pools.list);
+    for (const [p, stop] of this.#following) {
+      if (!pools.has(p)) (stop(), this.#following.delete(p));
+    }
+    for (const p of pools) {
+      if (this.#following.has(p)) continue;
+      this.#following.set(
+        p,
+        p.servers.subscribe((e) => {
+          if (e.type !== "state") return this.#soon();
+          const { server, from, to, reason } = e;
+          const time = Date.now();
+          this.#broadcast("state", { time, pool: p.name, server: server.id, from, to, reason });
+        }),
+      );
+    }
   }
 
   get clients(): number {
@@ -87,28 +109,43 @@ export class EventHub {
 
   snapshot(now = Date.now()): Snapshot {
     const { control } = this.#opts;
-    const st = control.strategy();
+    const pools = control.pools.list;
+    const strategyOf = (p: PoolRuntime) => {
+      const st = control.strategy(p);
+      return { name: st.name, options: { ...st.options } };
+    };
     return {
       time: now,
       version: this.#opts.version,
       uptimeSeconds: Math.round((now - this.#opts.startedAt) / 1000),
-      strategy: { name: st.name, options: { ...st.options } },
-      servers: this.#pool.servers.map((s) => serverView(s, this.#sources, now)),
+      strategy: strategyOf(pools[0]),
+      servers: pools.flatMap((p) =>
+        p.servers.servers.map((s) => serverView(p.name, s, this.#sources, now))
+      ),
+      pools: pools.map((p) => ({
+        name: p.name,
+        strategy: strategyOf(p),
+        sticky: p.sticky ? { cookie: p.sticky.cookie } : null,
+        servers: p.servers.servers.length,
+      })),
     };
   }
 
   #tick(): void {
     const now = Date.now();
-    this.#history.push({
-      t: now,
-      s: this.#pool.servers.map((x) => [
-        x.id,
-        x.requests,
-        x.errors + this.#sources.responses5xx(x),
-        Math.round(x.latency.value * 100) / 100,
-        x.inflight,
-      ]),
-    });
+    const s: Sample["s"] = [];
+    for (const p of this.#opts.control.pools.list) {
+      for (const x of p.servers.servers) {
+        s.push([
+          `${p.name}/${x.id}`,
+          x.requests,
+          x.errors + this.#sources.responses5xx(p.name, x),
+          Math.round(x.latency.value * 100) / 100,
+          x.inflight,
+        ]);
+      }
+    }
+    this.#history.push({ t: now, s });
     const max = this.#opts.historySize ?? 300;
     if (this.#history.length > max) this.#history.splice(0, this.#history.length - max);
     if (this.#clients.size) this.#broadcast("snapshot", this.snapshot(now));
@@ -198,6 +235,7 @@ export class EventHub {
     this.#closed = true;
     clearInterval(this.#timer);
     for (const u of this.#unsubscribe) u();
+    for (const stop of this.#following.values()) stop();
     for (const c of [...this.#clients]) this.#drop(c);
   }
 }

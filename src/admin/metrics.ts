@@ -7,9 +7,8 @@
  * the process (metrics_process.ts) is read when Prometheus scrapes, in `collect()` hooks.
  */
 import client from "prom-client";
-import type { Balancer } from "../balancing/balancer.ts";
-import type { ServerPool } from "../balancing/pool.ts";
 import type { RequestRecord } from "../log.ts";
+import type { Pools } from "../routing/pools.ts";
 import { registerProcessMetrics } from "./metrics_process.ts";
 import { registerServerMetrics } from "./metrics_servers.ts";
 const METHODS = new Set([
@@ -49,28 +48,27 @@ export interface LbMetrics {
   observe(rec: RequestRecord): void;
   /** Counts a config reload. */
   reloaded(ok: boolean): void;
-  /** 5xx answers a backend sent (not lb's own 502/504 after a failed try), by server id. */
-  responses5xx(id: string): number;
+  /** 5xx answers a backend sent (not lb's own 502/504 after a failed try), by pool and id. */
+  responses5xx(pool: string, id: string): number;
   /** The Prometheus text exposition. */
   text(): Promise<string>;
   readonly contentType: string;
 }
 
 export interface MetricsOptions {
-  pool: ServerPool;
-  balancer: Balancer;
+  pools: Pools;
   version: string;
 }
 
 interface RequestChildren {
   requests: client.Counter.Internal;
-  duration: client.Histogram.Internal<"backend">;
+  duration: client.Histogram.Internal<"pool" | "route" | "backend">;
 }
 
 export function createMetrics(opts: MetricsOptions): LbMetrics {
   const registry = new client.Registry();
   const perRequest = registerRequestMetrics(registry, opts.version);
-  registerServerMetrics(registry, opts.pool, opts.balancer);
+  registerServerMetrics(registry, opts.pools);
   registerProcessMetrics(registry);
   const reloads = new client.Counter({
     name: "lb_config_reloads_total",
@@ -108,15 +106,16 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
   });
   const requests = new client.Counter({
     name: "lb_requests_total",
-    help: "Requests answered, by the backend that answered (none: no backend was tried), " +
-      "method and status class.",
-    labelNames: ["backend", "method", "code_class"] as const,
+    help: "Requests answered, by pool and route (none: no route matched), the backend that " +
+      "answered (none: no backend was tried), method and status class.",
+    labelNames: ["pool", "route", "backend", "method", "code_class"] as const,
     registers,
   });
   const duration = new client.Histogram({
     name: "lb_request_duration_seconds",
-    help: "Time from receiving a request to sending the last byte of its answer, by backend.",
-    labelNames: ["backend"] as const,
+    help: "Time from receiving a request to sending the last byte of its answer, by pool, " +
+      "route and backend.",
+    labelNames: ["pool", "route", "backend"] as const,
     buckets: DURATION_BUCKETS,
     registers,
   });
@@ -138,16 +137,25 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
     registers,
   });
   dropped.inc({ reason: "underscore" }, 0);
+  const limited = new client.Counter({
+    name: "lb_rate_limited_total",
+    help: "Requests refused with 429 by a route's rate limit, by route.",
+    labelNames: ["route"] as const,
+    registers,
+  });
   const children = new Map<string, RequestChildren>();
   const fivexx = new Map<string, number>();
-  const child = (backend: string, method: string, codeClass: string) => {
-    const key = `${backend}\n${method}\n${codeClass}`;
+  const child = (rec: RequestRecord, method: string, codeClass: string) => {
+    const pool = rec.pool ?? "none";
+    const route = rec.route ?? "none";
+    const backend = rec.backend ?? "none";
+    const key = `${pool}\n${route}\n${backend}\n${method}\n${codeClass}`;
     let c = children.get(key);
     if (!c) {
-      // Bounded: backends × 10 methods × 5 classes.
+      // Bounded: routes × their pool's backends × 10 methods × 5 classes.
       c = {
-        requests: requests.labels({ backend, method, code_class: codeClass }),
-        duration: duration.labels({ backend }),
+        requests: requests.labels({ pool, route, backend, method, code_class: codeClass }),
+        duration: duration.labels({ pool, route, backend }),
       };
       children.set(key, c);
     }
@@ -155,9 +163,8 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
   };
   return {
     observe(rec: RequestRecord) {
-      const backend = rec.backend ?? "none";
       const method = METHODS.has(rec.method) ? rec.method : "OTHER";
-      const c = child(backend, method, `${Math.floor(rec.status / 100)}xx`);
+      const c = child(rec, method, `${Math.floor(rec.status / 100)}xx`);
       c.requests.inc();
       c.duration.observe(rec.durationMs / 1000);
       if (rec.tries > 0) tries.inc(rec.tries);
@@ -165,9 +172,11 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
       if (rec.droppedHeaders) dropped.inc({ reason: "underscore" }, rec.droppedHeaders);
       // lb's own error answers carry rec.error; the pool already counted those failures.
       if (rec.status >= 500 && rec.backend && !rec.error) {
-        fivexx.set(rec.backend, (fivexx.get(rec.backend) ?? 0) + 1);
+        const key = `${rec.pool}\n${rec.backend}`;
+        fivexx.set(key, (fivexx.get(key) ?? 0) + 1);
       }
+      if (rec.status === 429 && rec.error && rec.route) limited.inc({ route: rec.route });
     },
-    responses5xx: (id: string) => fivexx.get(id) ?? 0,
+    responses5xx: (pool: string, id: string) => fivexx.get(`${pool}\n${id}`) ?? 0,
   };
 }

@@ -1,13 +1,13 @@
 /**
- * Metrics read from the server-state map when Prometheus scrapes (the `collect()` hooks):
- * state, weight, in-flight, latency, ejections, errors and health checks per server, and
- * the strategy in use. Nothing here costs anything per request.
+ * Metrics read from the server-state maps when Prometheus scrapes (the `collect()` hooks):
+ * state, weight, in-flight, latency, ejections, errors and health checks per server of each
+ * pool, each pool's strategy, and each route's rate-limit buckets. Nothing here costs
+ * anything per request.
  */
 import client from "prom-client";
 import { stateOf } from "../balancing/availability.ts";
-import type { Balancer } from "../balancing/balancer.ts";
-import type { ServerPool } from "../balancing/pool.ts";
 import type { Server, ServerStateName } from "../balancing/server.ts";
+import type { Pools } from "../routing/pools.ts";
 
 const STATES: ServerStateName[] = ["healthy", "unhealthy", "ejected", "draining", "disabled"];
 
@@ -16,15 +16,17 @@ type Kind = "gauge" | "counter";
 /** A per-backend metric whose value is read from each server at scrape time. */
 function perServer(
   registry: client.Registry,
-  pool: ServerPool,
+  pools: Pools,
   kind: Kind,
   name: string,
   help: string,
   value: (s: Server) => number,
 ): void {
-  const common = { name, help, labelNames: ["backend"] as const, registers: [registry] };
-  const fill = (put: (labels: { backend: string }, v: number) => void) => {
-    for (const s of pool.servers) put({ backend: s.id }, value(s));
+  const common = { name, help, labelNames: ["pool", "backend"] as const, registers: [registry] };
+  const fill = (put: (labels: { pool: string; backend: string }, v: number) => void) => {
+    for (const p of pools.list) {
+      for (const s of p.servers.servers) put({ pool: p.name, backend: s.id }, value(s));
+    }
   };
   if (kind === "gauge") {
     new client.Gauge({
@@ -46,11 +48,7 @@ function perServer(
 }
 
 /** Registers every server metric on `registry`. */
-export function registerServerMetrics(
-  registry: client.Registry,
-  pool: ServerPool,
-  balancer: Balancer,
-): void {
+export function registerServerMetrics(registry: client.Registry, pools: Pools): void {
   const registers = [registry];
   new client.Gauge({
     name: "lb_requests_in_flight",
@@ -58,11 +56,11 @@ export function registerServerMetrics(
     registers,
     collect() {
       let n = 0;
-      for (const s of pool.servers) n += s.inflight;
+      for (const p of pools.list) for (const s of p.servers.servers) n += s.inflight;
       this.set(n);
     },
   });
-  const each = perServer.bind(null, registry, pool);
+  const each = perServer.bind(null, registry, pools);
   each(
     "gauge",
     "lb_server_in_flight",
@@ -91,38 +89,57 @@ export function registerServerMetrics(
   new client.Gauge({
     name: "lb_server_state",
     help: "1 for the state each backend is in, 0 for the others.",
-    labelNames: ["backend", "state"] as const,
+    labelNames: ["pool", "backend", "state"] as const,
     registers,
     collect() {
       this.reset();
       const now = Date.now();
-      for (const s of pool.servers) {
-        const current = stateOf(s, now);
-        for (const st of STATES) this.set({ backend: s.id, state: st }, st === current ? 1 : 0);
+      for (const p of pools.list) {
+        for (const s of p.servers.servers) {
+          const current = stateOf(s, now);
+          for (const state of STATES) {
+            this.set({ pool: p.name, backend: s.id, state }, state === current ? 1 : 0);
+          }
+        }
       }
     },
   });
   new client.Counter({
     name: "lb_health_checks_total",
     help: "Active health checks, by backend and result (pass or fail).",
-    labelNames: ["backend", "result"] as const,
+    labelNames: ["pool", "backend", "result"] as const,
     registers,
     collect() {
       this.reset();
-      for (const s of pool.servers) {
-        this.inc({ backend: s.id, result: "pass" }, s.health.passedTotal);
-        this.inc({ backend: s.id, result: "fail" }, s.health.failedTotal);
+      for (const p of pools.list) {
+        for (const s of p.servers.servers) {
+          this.inc({ pool: p.name, backend: s.id, result: "pass" }, s.health.passedTotal);
+          this.inc({ pool: p.name, backend: s.id, result: "fail" }, s.health.failedTotal);
+        }
       }
     },
   });
   new client.Gauge({
     name: "lb_strategy_info",
-    help: "Always 1; the label names the balancing strategy in use.",
-    labelNames: ["strategy"] as const,
+    help: "Always 1; the labels name each pool's balancing strategy.",
+    labelNames: ["pool", "strategy"] as const,
     registers,
     collect() {
       this.reset();
-      this.set({ strategy: balancer.strategy.name }, 1);
+      for (const p of pools.list) this.set({ pool: p.name, strategy: p.balancer.strategy.name }, 1);
+    },
+  });
+  new client.Gauge({
+    name: "lb_rate_limit_keys",
+    help: "Rate-limit buckets each route holds now (bounded by its rateLimit.maxKeys).",
+    labelNames: ["route"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const r of pools.router.routes) {
+        const limiter = r.target.limiter;
+        if (limiter) this.set({ route: r.config.name }, limiter.size);
+      }
     },
   });
 }

@@ -16,9 +16,9 @@
  * cross-site Origin is refused, so a page cannot forge them either.
  */
 import { type Context, Hono, type MiddlewareHandler } from "hono";
-import type { Balancer } from "../balancing/balancer.ts";
 import type { Server } from "../balancing/server.ts";
 import type { Control } from "../control/control.ts";
+import type { PoolRuntime } from "../routing/pool_runtime.ts";
 import type { Logger } from "../log.ts";
 import { createApi } from "./api.ts";
 import { bearerToken, isLocalHostHeader, tokenMatches } from "./auth.ts";
@@ -29,7 +29,6 @@ import type { LbMetrics } from "./metrics.ts";
 import { serverView, type ViewSources } from "./server_view.ts";
 
 export interface AdminDeps {
-  balancer: Balancer;
   logger: Logger;
   version: string;
   startedAt: number;
@@ -60,7 +59,7 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
   const { token, control, metrics } = deps;
   const sources: ViewSources = {
     removing: (s) => control.drains.has(s),
-    responses5xx: (s) => metrics.responses5xx(s.id),
+    responses5xx: (pool, s) => metrics.responses5xx(pool, s.id),
   };
   const events = new EventHub({
     control,
@@ -81,10 +80,9 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
     async (c) => c.body(await metrics.text(), 200, { "content-type": metrics.contentType }),
   );
   app.get("/events", () => events.response());
-  const view = (s: Server, now?: number) => serverView(s, sources, now);
-  const initiallyHealthy = (cfg: typeof control.config) =>
-    cfg.health.assumeHealthy || !cfg.health.enabled;
-  app.route("/api", createApi({ control, view, initiallyHealthy, who: clientOf }));
+  const view = (pool: PoolRuntime, s: Server, now?: number) =>
+    serverView(pool.name, s, sources, now);
+  app.route("/api", createApi({ control, view, who: clientOf }));
   app.notFound((c) => errorJson(c, 404, "not_found", "no such admin route"));
   app.onError((err, c) => {
     deps.logger.error(`admin: ${err instanceof Error ? err.message : String(err)}`);
@@ -95,12 +93,15 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
 
 /** `GET /healthz`: the balancer itself, for liveness probes (no token). */
 function health(deps: AdminDeps) {
+  const pools = deps.control.pools.list;
   return {
     status: "ok",
     version: deps.version,
     uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
-    strategy: deps.balancer.strategy.name,
-    servers: deps.balancer.pool.servers.length,
+    // The first pool's strategy: the one strategy of a config without pools.
+    strategy: pools[0]?.balancer.strategy.name,
+    pools: pools.length,
+    servers: pools.reduce((n, p) => n + p.servers.servers.length, 0),
   };
 }
 

@@ -3,6 +3,7 @@ import { stateOf } from "../balancing/availability.ts";
 import type { Server, ServerStateName } from "../balancing/server.ts";
 
 export interface ServerView {
+  pool: string;
   id: string;
   url: string;
   weight: number;
@@ -26,13 +27,19 @@ export interface ServerView {
 export interface ViewSources {
   /** Whether the server has been removed and is draining. */
   removing(s: Server): boolean;
-  /** 5xx answers the server has sent (the metrics count them). */
-  responses5xx(s: Server): number;
+  /** 5xx answers the server of `pool` has sent (the metrics count them). */
+  responses5xx(pool: string, s: Server): number;
 }
 
-/** The JSON view of `s` at `now`. */
-export function serverView(s: Server, from: ViewSources, now = Date.now()): ServerView {
+/** The JSON view of `s`, a server of `pool`, at `now`. */
+export function serverView(
+  pool: string,
+  s: Server,
+  from: ViewSources,
+  now = Date.now(),
+): ServerView {
   return {
+    pool,
     id: s.id,
     url: s.url,
     weight: s.weight,
@@ -42,7 +49,7 @@ export function serverView(s: Server, from: ViewSources, now = Date.now()): Serv
     maxConnections: s.maxConnections,
     requests: s.requests,
     errors: s.errors,
-    responses5xx: from.responses5xx(s),
+    responses5xx: from.responses5xx(pool, s),
     latencyEwmaMs: Math.round(s.latency.value * 100) / 100,
     ejections: s.ejections,
     ejectedUntil: s.ejectedUntil > now ? new Date(s.ejectedUntil).toISOString() : null,

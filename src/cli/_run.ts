@@ -47,8 +47,13 @@ export async function runLbUntilSignal(
     stateFile: run.stateFile,
     reusePort: run.reusePort,
   });
-  const backends = `${config.strategy}, ${lb.pool.servers.length} backends, config: ${source}`;
-  logger.event("listen", `lb traffic listening on ${lb.url} (${backends})`, {
+  const pools = lb.pools.list.map((p) =>
+    `${p.name === "default" ? "" : `${p.name}: `}${p.balancer.strategy.name}, ` +
+    `${p.servers.servers.length} backends`
+  );
+  const routes = lb.pools.router.routes.length;
+  const what = `${pools.join("; ")}${lb.pools.size > 1 ? `; ${routes} routes` : ""}`;
+  logger.event("listen", `lb traffic listening on ${lb.url} (${what}, config: ${source})`, {
     listener: "traffic",
     url: lb.url,
   });
@@ -58,6 +63,7 @@ export async function runLbUntilSignal(
       url: lb.adminUrl,
     });
   }
+  await lb.ready;
   run.onStarted?.(lb);
   const stopReloads = followReloads(lb, run, logger);
   const signal = await stopSignal();

@@ -1,5 +1,5 @@
 /** Command-line flags over the config file: applied, then checked by the same schema. */
-import { validateConfig } from "./load.ts";
+import { ConfigError, validateConfig } from "./load.ts";
 import type { Config } from "./schema.ts";
 
 /** Command-line overrides, applied over the file (flags win). */
@@ -22,11 +22,26 @@ export function applyOverrides(
   // raw inputs); only status ranges must be written back as text.
   const out: Record<string, unknown> = {
     ...config,
-    health: {
-      ...config.health,
-      expectStatus: config.health.expectStatus.map(([a, b]) => `${a}-${b}`),
-    },
+    health: healthAsInput(config.health),
+    ...(config.pools && {
+      pools: Object.fromEntries(
+        Object.entries(config.pools).map(([name, p]) => [
+          name,
+          {
+            ...p,
+            ...(p.health && { health: healthAsInput(p.health) }),
+            // --strategy is for every pool: a flag overrides the file.
+            ...(o.strategy !== undefined && { strategy: o.strategy }),
+          },
+        ]),
+      ),
+    }),
   };
+  if (o.backends !== undefined && config.pools) {
+    throw new ConfigError(source, [
+      "--backend replaces the backends of a config without pools; this one has pools",
+    ]);
+  }
   if (o.strategy !== undefined) out.strategy = o.strategy;
   if (o.host !== undefined || o.port !== undefined) {
     out.listen = { ...config.listen, ...strip({ host: o.host, port: o.port }) };
@@ -35,6 +50,12 @@ export function applyOverrides(
   if (o.adminPort !== undefined) out.admin = { ...config.admin, port: o.adminPort };
   if (o.logFormat !== undefined) out.log = { ...config.log, format: o.logFormat };
   return validateConfig(out, source);
+}
+
+/** A health section as lb.yaml would write it (status ranges back as text). */
+function healthAsInput<T extends { expectStatus?: [number, number][] }>(h: T) {
+  if (!h.expectStatus) return h;
+  return { ...h, expectStatus: h.expectStatus.map(([a, b]) => `${a}-${b}`) };
 }
 
 /** `o` without its undefined fields. */

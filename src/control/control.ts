@@ -2,21 +2,23 @@
  * Control: the one door for the operator's changes to a running lb. A change from the admin
  * API goes through a method here, so it is logged once (with who asked), persisted to the
  * state file before it is acknowledged, and announced to the dashboard. A reload makes the
- * pool match a config through reconcile.ts, in this same room, with the control's drains,
+ * pools match a config through reconcile.ts, in this same room, with the control's drains,
  * and logs its changes as one event (they come from lb.yaml, so the state file is not
  * written). Nothing outside src/control/ changes membership, weights, caps or admin states.
  */
 import { stateOf } from "../balancing/availability.ts";
-import type { Balancer } from "../balancing/balancer.ts";
-import { DuplicateServerError, type ServerPool } from "../balancing/pool.ts";
+import { DuplicateServerError } from "../balancing/pool.ts";
 import type { Server } from "../balancing/server.ts";
 import { type AdminState, type BackendInput, checkWeight } from "../config/backend.ts";
+import { type PoolConfig, resolvePools } from "../config/pools.ts";
 import type { Config } from "../config/schema.ts";
-import { HASH_DEFAULTS, type HashOptions } from "../config/strategy.ts";
+import type { HashOptions } from "../config/strategy.ts";
 import type { Logger } from "../log.ts";
+import { initiallyHealthy, type PoolRuntime } from "../routing/pool_runtime.ts";
+import type { Pools } from "../routing/pools.ts";
 import { Drains } from "./drains.ts";
 import { diffOverlay } from "./overlay.ts";
-import { writeStateFile } from "./state_file.ts";
+import { type StateOverlay, writeStateFile } from "./state_file.ts";
 
 /** A change that cannot be made: `status` says which HTTP answer fits (400, 404, 409). */
 export class ControlError extends Error {
@@ -29,8 +31,7 @@ export class ControlError extends Error {
 export class PersistError extends Error {}
 
 export interface ControlOptions {
-  pool: ServerPool;
-  balancer: Balancer;
+  pools: Pools;
   /** The config as loaded from its source (without the state file). */
   config: Config;
   logger: Logger;
@@ -38,27 +39,31 @@ export interface ControlOptions {
   stateFile?: string;
   /** How often a removed server is checked for in-flight requests (ms). Default 100. */
   drainPollMs?: number;
+  /** For the jitter of the health loops of pools a reload adds. */
+  random?: () => number;
 }
 
 export class Control {
-  readonly pool: ServerPool;
-  readonly balancer: Balancer;
+  readonly pools: Pools;
   readonly logger: Logger;
   readonly stateFile?: string;
+  readonly random?: () => number;
   /** The current base config (the config file as last loaded; reloads replace it). */
   config: Config;
   /** Servers removed and draining before they go. */
   readonly drains: Drains;
+  /** Pools a reload took out, closed once their last request has finished. */
+  readonly retiring = new Map<PoolRuntime, ReturnType<typeof setInterval>>();
   #listeners = new Set<() => void>();
   #saving: Promise<void> = Promise.resolve();
 
   constructor(opts: ControlOptions) {
-    this.pool = opts.pool;
-    this.balancer = opts.balancer;
+    this.pools = opts.pools;
     this.config = opts.config;
     this.logger = opts.logger;
     this.stateFile = opts.stateFile;
-    this.drains = new Drains(opts.pool, opts.drainPollMs ?? 100, (s, reason) => {
+    this.random = opts.random;
+    this.drains = new Drains(opts.drainPollMs ?? 100, (s, reason) => {
       this.logger.event("admin", `${s.id} removed (${reason})`, {
         action: "removed",
         server: s.id,
@@ -78,18 +83,59 @@ export class Control {
     for (const fn of this.#listeners) fn();
   }
 
-  get(id: string): Server {
-    const s = this.pool.get(id);
-    if (!s) throw new ControlError(404, `no server with id "${id}"`);
+  /** The pool named `name`, or a 404. */
+  pool(name: string): PoolRuntime {
+    const p = this.pools.get(name);
+    if (!p) throw new ControlError(404, `no pool named "${name}"`);
+    return p;
+  }
+
+  /**
+   * The only pool, for the API's routes without a pool (`/api/servers`, `/api/strategy`):
+   * a 409 when there are several, since the change would be ambiguous.
+   */
+  onlyPool(): PoolRuntime {
+    const list = this.pools.list;
+    if (list.length === 1) return list[0];
+    const names = list.map((p) => p.name).join(", ");
+    throw new ControlError(
+      409,
+      `this lb has ${list.length} pools (${names}): use /api/pools/<pool>/… to say which`,
+    );
+  }
+
+  get(pool: PoolRuntime, id: string): Server {
+    const s = pool.servers.get(id);
+    if (!s) throw new ControlError(404, `no server with id "${id}" in pool ${pool.name}`);
     return s;
   }
 
-  /** The running strategy and its options. */
-  strategy(): { name: string; options: HashOptions } {
+  /** A pool's running strategy and its options. */
+  strategy(pool: PoolRuntime): { name: string; options: HashOptions } {
     return {
-      name: this.balancer.strategy.name,
-      options: { ...HASH_DEFAULTS, ...this.config.hash, ...this.balancer.options.hash },
+      name: pool.balancer.strategy.name,
+      options: { ...pool.settings.hash, ...pool.balancer.options.hash },
     };
+  }
+
+  /** What the state file holds now: every pool's difference from the config file. */
+  overlay(): StateOverlay {
+    const base = new Map<string, PoolConfig>(resolvePools(this.config).map((p) => [p.name, p]));
+    const pools: StateOverlay["pools"] = {};
+    for (const p of this.pools.list) {
+      const from = base.get(p.name);
+      if (!from) continue; // a pool the config file no longer has: nothing to keep
+      const o = diffOverlay(from, {
+        servers: p.servers.servers.filter((s) => !this.drains.has(s)),
+        strategy: p.balancer.strategy.name,
+        hash: this.strategy(p).options,
+      });
+      if (o.added.length || o.removed.length || Object.keys(o.changed).length || o.strategy) {
+        pools[p.name] = o;
+      }
+    }
+    const generated = this.pools.list.some((p) => p.settings.sticky && !p.settings.sticky.secret);
+    return { version: 2, pools, ...(generated && { stickySecret: this.pools.stickySecret }) };
   }
 
   /**
@@ -100,22 +146,21 @@ export class Control {
   save(): Promise<void> {
     const path = this.stateFile;
     if (!path) return Promise.resolve();
-    const next = this.#saving.catch(() => {}).then(() => {
-      const overlay = diffOverlay(this.config, {
-        servers: this.pool.servers.filter((s) => !this.drains.has(s)),
-        strategy: this.balancer.strategy.name,
-        hash: this.strategy().options,
+    const next = this.#saving.catch(() => {}).then(() => writeStateFile(path, this.overlay()))
+      .catch((e) => {
+        const why = (e as Error).message;
+        this.logger.error(`admin: ${why}`);
+        throw new PersistError(
+          `the change is in effect but was not saved, so a restart would undo it: ${why}`,
+        );
       });
-      return writeStateFile(path, overlay);
-    }).catch((e) => {
-      this.logger.error(`admin: ${(e as Error).message}`);
-      const why = (e as Error).message;
-      throw new PersistError(
-        `the change is in effect but was not saved, so a restart would undo it: ${why}`,
-      );
-    });
     this.#saving = next;
     return next;
+  }
+
+  /** How log lines name a pool: not at all for the one pool of a config without pools. */
+  #where(pool: PoolRuntime): string {
+    return this.config.pools ? `${pool.name}: ` : "";
   }
 
   #done(who: string, action: string, message: string, fields: Record<string, unknown>) {
@@ -126,27 +171,29 @@ export class Control {
 
   // ---- changes (each resolves once the state file holds it) ----
 
-  /** Adds a server (already validated by the API's schema). `healthy`: until its first checks. */
-  async addServer(spec: BackendInput, who: string, healthy: boolean): Promise<Server> {
+  /** Adds a server to `pool` (already validated by the API's schema). */
+  async addServer(pool: PoolRuntime, spec: BackendInput, who: string): Promise<Server> {
     let s: Server;
     try {
-      s = this.pool.addServer(spec, { healthy });
+      s = pool.servers.addServer(spec, { healthy: initiallyHealthy(pool.settings) });
     } catch (e) {
       if (e instanceof DuplicateServerError) throw new ControlError(409, e.message);
       throw new ControlError(400, (e as Error).message);
     }
-    const message = `added ${s.id} (${s.url}, weight ${s.weight})`;
-    await this.#done(who, "add", message, { server: s.id, url: s.url, weight: s.weight });
+    const message = `${this.#where(pool)}added ${s.id} (${s.url}, weight ${s.weight})`;
+    const fields = { pool: pool.name, server: s.id, url: s.url, weight: s.weight };
+    await this.#done(who, "add", message, fields);
     return s;
   }
 
   /** Changes a server's weight and/or admin state. */
   async updateServer(
+    pool: PoolRuntime,
     id: string,
     change: { weight?: number; state?: AdminState },
     who: string,
   ): Promise<Server> {
-    const s = this.get(id);
+    const s = this.get(pool, id);
     if (this.drains.has(s)) {
       throw new ControlError(409, `server "${id}" is being removed; add it again once it is gone`);
     }
@@ -154,7 +201,7 @@ export class Control {
     if (change.weight !== undefined && change.weight !== s.weight) {
       const from = s.weight;
       try {
-        this.pool.setWeight(s, checkWeight(change.weight));
+        pool.servers.setWeight(s, checkWeight(change.weight));
       } catch (e) {
         throw new ControlError(400, (e as Error).message, "weight");
       }
@@ -162,10 +209,11 @@ export class Control {
     }
     if (change.state !== undefined) {
       done.push(`${change.state} (was ${stateOf(s, Date.now())})`);
-      this.pool.setAdminState(s, change.state, `admin (${who})`);
+      pool.servers.setAdminState(s, change.state, `admin (${who})`);
     }
     if (done.length) {
-      await this.#done(who, "update", `${s.id}: ${done.join(", ")}`, { server: s.id, ...change });
+      const message = `${this.#where(pool)}${s.id}: ${done.join(", ")}`;
+      await this.#done(who, "update", message, { pool: pool.name, server: s.id, ...change });
     }
     return s;
   }
@@ -174,42 +222,70 @@ export class Control {
    * Removes a server: it drains at once (no new requests) and leaves the pool when its
    * in-flight requests have finished. Persisted as removed straight away.
    */
-  async removeServer(id: string, who: string): Promise<Server> {
-    const s = this.get(id);
+  async removeServer(pool: PoolRuntime, id: string, who: string): Promise<Server> {
+    const s = this.get(pool, id);
     if (this.drains.has(s)) {
       await this.save();
       return s;
     }
-    this.drains.start(s, `removed by admin (${who})`);
-    const message = `removing ${s.id}: draining ${s.inflight} in-flight requests`;
-    await this.#done(who, "remove", message, { server: s.id, inflight: s.inflight });
+    this.drains.start(pool.servers, s, `removed by admin (${who})`);
+    const message = `${
+      this.#where(pool)
+    }removing ${s.id}: draining ${s.inflight} in-flight requests`;
+    const fields = { pool: pool.name, server: s.id, inflight: s.inflight };
+    await this.#done(who, "remove", message, fields);
     return s;
   }
 
-  /** Switches strategy live; throws ControlError(400) for an unknown name. */
-  async setStrategy(name: string, hash: Partial<HashOptions>, who: string): Promise<void> {
-    const from = this.balancer.strategy.name;
-    const options = { ...this.balancer.options, hash: { ...this.strategy().options, ...hash } };
+  /** Switches a pool's strategy live; throws ControlError(400) for an unknown name. */
+  async setStrategy(
+    pool: PoolRuntime,
+    name: string,
+    hash: Partial<HashOptions>,
+    who: string,
+  ): Promise<void> {
+    const { balancer } = pool;
+    const from = balancer.strategy.name;
+    const options = { ...balancer.options, hash: { ...this.strategy(pool).options, ...hash } };
     try {
-      this.balancer.setStrategy(name, options);
+      balancer.setStrategy(name, options);
     } catch (e) {
       throw new ControlError(400, (e as Error).message, "name");
     }
-    const fields = { from, to: name, hash: options.hash };
-    await this.#done(who, "strategy", `strategy ${from} → ${name}`, fields);
+    const fields = { pool: pool.name, from, to: name, hash: options.hash };
+    await this.#done(who, "strategy", `${this.#where(pool)}strategy ${from} → ${name}`, fields);
   }
 
   /** At start: the admin states the state file kept (before any traffic, so nothing is logged). */
-  restore(adminStates: ReadonlyMap<string, AdminState>): void {
+  restore(pool: PoolRuntime, adminStates: ReadonlyMap<string, AdminState>): void {
     for (const [id, state] of adminStates) {
-      const s = this.pool.get(id);
-      if (s) this.pool.setAdminState(s, state, "state file");
+      const s = pool.servers.get(id);
+      if (s) pool.servers.setAdminState(s, state, "state file");
     }
+  }
+
+  /**
+   * A pool the config no longer has: its servers drain, and it is closed (health loop,
+   * connections) once nothing is in flight on it. No route names it any more.
+   */
+  retire(pool: PoolRuntime): void {
+    for (const s of pool.servers.servers) this.drains.start(pool.servers, s, "pool removed");
+    const t = setInterval(() => {
+      if (pool.servers.servers.length > 0) return;
+      clearInterval(t);
+      this.retiring.delete(pool);
+      void pool.close();
+    }, 100);
+    this.retiring.set(pool, t);
   }
 
   /** Clears the drain timers (servers still draining stay in the pool) and the listeners. */
   close(): void {
     this.drains.close();
+    for (const [pool, t] of this.retiring) {
+      clearInterval(t);
+      void pool.close();
+    }
     this.#listeners.clear();
   }
 }

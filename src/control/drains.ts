@@ -10,9 +10,8 @@ export class Drains {
   #closed = false;
 
   constructor(
-    readonly pool: ServerPool,
     readonly pollMs: number,
-    /** Runs when a drained server has left the pool. */
+    /** Runs when a drained server has left its pool. */
     readonly onRemoved: (s: Server, reason: string) => void,
   ) {}
 
@@ -21,13 +20,13 @@ export class Drains {
     return this.#removing.has(s);
   }
 
-  /** Drains `s` and removes it from the pool once nothing is in flight (or never, after close). */
-  start(s: Server, reason: string): void {
+  /** Drains `s` and removes it from `pool` once nothing is in flight (or never, after close). */
+  start(pool: ServerPool, s: Server, reason: string): void {
     if (this.#removing.has(s) || this.#closed) return;
-    this.pool.setAdminState(s, "draining", reason);
+    pool.setAdminState(s, "draining", reason);
     const finish = () => {
       if (!this.cancel(s)) return;
-      if (this.pool.get(s.id) === s) this.pool.removeServer(s.id);
+      if (pool.get(s.id) === s) pool.removeServer(s.id);
       this.onRemoved(s, reason);
     };
     this.#removing.set(s, setInterval(() => s.inflight <= 0 && finish(), this.pollMs));

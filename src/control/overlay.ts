@@ -1,8 +1,8 @@
 /**
- * The state file's contents as a difference from the config file: servers added through
- * the API, config servers removed through it, weights and admin states that differ from
- * the config, and the strategy when it was switched. Because it is a difference, edits to
- * lb.yaml still take effect for everything the API did not touch.
+ * The state file's contents as a difference from the config file, per pool: servers added
+ * through the API, config servers removed through it, weights and admin states that differ
+ * from the config, and the strategy when it was switched. Because it is a difference, edits
+ * to lb.yaml still take effect for everything the API did not touch.
  */
 import type { Server } from "../balancing/server.ts";
 import {
@@ -11,20 +11,43 @@ import {
   type BackendSpec,
   isDefaultId,
 } from "../config/backend.ts";
+import { type PoolConfig, resolvePools, resolveRoutes } from "../config/pools.ts";
+import type { RouteConfig } from "../config/routes.ts";
 import type { Config } from "../config/schema.ts";
 import type { HashOptions } from "../config/strategy.ts";
-import type { StateOverlay } from "./state_file.ts";
+import type { PoolOverlay, StateOverlay } from "./state_file.ts";
 
-/** The config with the overlay applied, and the admin states to set on the pool's servers. */
-export interface Applied {
-  config: Config;
+/** One pool with its overlay applied, and the admin states to set on its servers. */
+export interface AppliedPool {
+  pool: PoolConfig;
   adminStates: Map<string, AdminState>;
 }
 
-/** Applies a state overlay over a config (the config file's servers and strategy). */
-export function applyOverlay(config: Config, overlay: StateOverlay | undefined): Applied {
+/** A config with the state file over it: what lb runs with. */
+export interface Applied {
+  /** The config file as loaded (the base the state file is a difference from). */
+  config: Config;
+  pools: AppliedPool[];
+  routes: RouteConfig[];
+  /** The sticky cookies' key the state file keeps, if it keeps one. */
+  stickySecret?: string;
+}
+
+/** The config's pools and routes with the state file over them. */
+export function applyStateFile(config: Config, state: StateOverlay | undefined): Applied {
+  const pools = resolvePools(config).map((p) => applyOverlay(p, state?.pools[p.name]));
+  return {
+    config,
+    pools,
+    routes: resolveRoutes(config),
+    ...(state?.stickySecret && { stickySecret: state.stickySecret }),
+  };
+}
+
+/** Applies one pool's overlay over the pool as the config file has it. */
+export function applyOverlay(config: PoolConfig, overlay: PoolOverlay | undefined): AppliedPool {
   const adminStates = new Map<string, AdminState>();
-  if (!overlay) return { config, adminStates };
+  if (!overlay) return { pool: config, adminStates };
   const removed = new Set(overlay.removed);
   const backends: BackendSpec[] = [];
   for (const b of config.backends) {
@@ -45,12 +68,12 @@ export function applyOverlay(config: Config, overlay: StateOverlay | undefined):
     backends.push(a);
     if (state !== "enabled") adminStates.set(who.id, state);
   }
-  const out: Config = { ...config, backends };
+  const out: PoolConfig = { ...config, backends };
   if (overlay.strategy) {
     out.strategy = overlay.strategy.name;
     out.hash = { ...config.hash, ...overlay.strategy.hash };
   }
-  return { config: out, adminStates };
+  return { pool: out, adminStates };
 }
 
 /** What the running servers and strategy look like, for {@link diffOverlay}. */
@@ -71,10 +94,10 @@ export function sameHash(a: HashOptions, b: HashOptions): boolean {
     a.tableSize === b.tableSize;
 }
 
-/** The overlay that turns `config` into `current`: what the state file must hold. */
-export function diffOverlay(config: Config, current: Current): StateOverlay {
+/** The overlay that turns the pool `config` into `current`: what the state file must hold. */
+export function diffOverlay(config: PoolConfig, current: Current): PoolOverlay {
   const base = new Map(config.backends.map((b) => [backendIdentity(b).id, b]));
-  const overlay: StateOverlay = { version: 1, added: [], removed: [], changed: {} };
+  const overlay: PoolOverlay = { added: [], removed: [], changed: {} };
   const seen = new Set<string>();
   for (const s of current.servers) {
     const b = base.get(s.id);

@@ -1,88 +1,138 @@
 /**
- * Makes the running pool and strategy match a config (with the state file over it): what
- * a reload applies live. Every change goes through the pool's named functions and the
- * control's drains; each returns the lines that say what it did.
+ * Makes the running pools, their servers and strategies, and the routing table match a
+ * config (with the state file over it): what a reload applies live. Every change goes
+ * through the pool's named functions and the control's drains; each returns the lines that
+ * say what it did.
+ *
+ * Order matters for requests in flight: new pools are built first, then the routing table
+ * is swapped in one assignment, and only then do pools no route names any more drain
+ * (their requests finish; they close once empty).
  */
 import type { Server } from "../balancing/server.ts";
 import { backendIdentity, type BackendSpec } from "../config/backend.ts";
+import type { PoolConfig } from "../config/pools.ts";
+import { initiallyHealthy, type PoolRuntime } from "../routing/pool_runtime.ts";
 import type { Control } from "./control.ts";
-import { adminStateOf, type Applied, sameHash } from "./overlay.ts";
+import { adminStateOf, type Applied, type AppliedPool, sameHash } from "./overlay.ts";
 
-/** Applies `applied` to `control`'s pool and strategy; returns what changed. */
+/** Applies `applied` to `control`'s pools and routes; returns what changed. */
 export function reconcile(control: Control, applied: Applied): string[] {
-  const wanted = new Map(applied.config.backends.map((b) => [backendIdentity(b).id, b]));
-  const changes = removeUnwanted(control, wanted);
-  for (const [id, b] of wanted) {
-    const s = control.pool.get(id);
-    if (s && s.url === backendIdentity(b).origin) changes.push(...update(control, s, b, applied));
-    else changes.push(add(control, id, b, applied));
+  const { pools } = control;
+  const changes: string[] = [];
+  const named = pools.size > 1 || applied.pools.length > 1;
+  const wanted = new Set(applied.pools.map((a) => a.pool.name));
+  for (const a of applied.pools) {
+    const running = pools.get(a.pool.name);
+    if (running) {
+      const lines = reconcilePool(control, running, a);
+      changes.push(...(named ? lines.map((l) => `${running.name}: ${l}`) : lines));
+      continue;
+    }
+    const p = pools.add(a.pool);
+    control.restore(p, a.adminStates);
+    p.start(control.logger, control.random);
+    changes.push(
+      `added pool ${p.name} (${p.servers.servers.length} servers, ${p.settings.strategy})`,
+    );
   }
-  changes.push(...switchStrategy(control, applied.config));
+  if (JSON.stringify(pools.router.routes.map((r) => r.config)) !== JSON.stringify(applied.routes)) {
+    pools.setRoutes(applied.routes);
+    changes.push(`routes replaced (${applied.routes.length})`);
+  }
+  for (const p of pools.list) {
+    if (wanted.has(p.name)) continue;
+    pools.delete(p.name);
+    control.retire(p);
+    changes.push(`removing pool ${p.name} (draining)`);
+  }
+  return changes;
+}
+
+/** One pool that stays: its servers and strategy as the config and state file say. */
+function reconcilePool(control: Control, pool: PoolRuntime, a: AppliedPool): string[] {
+  const wanted = new Map(a.pool.backends.map((b) => [backendIdentity(b).id, b]));
+  const changes = removeUnwanted(control, pool, wanted);
+  for (const [id, b] of wanted) {
+    const s = pool.servers.get(id);
+    if (s && s.url === backendIdentity(b).origin) changes.push(...update(control, pool, s, b, a));
+    else changes.push(add(control, pool, id, b, a));
+  }
+  changes.push(...switchStrategy(pool, a.pool));
   return changes;
 }
 
 /** Servers no longer wanted (or wanted at another origin) drain, then go. */
-function removeUnwanted(control: Control, wanted: Map<string, BackendSpec>): string[] {
+function removeUnwanted(
+  control: Control,
+  pool: PoolRuntime,
+  wanted: Map<string, BackendSpec>,
+): string[] {
   const changes: string[] = [];
-  for (const s of control.pool.servers) {
+  for (const s of pool.servers.servers) {
     const b = wanted.get(s.id);
     if ((b && backendIdentity(b).origin === s.url) || control.drains.has(s)) continue;
-    control.drains.start(s, "removed from the config");
+    control.drains.start(pool.servers, s, "removed from the config");
     changes.push(`removing ${s.id} (draining)`);
   }
   return changes;
 }
 
 /** A server that stays: weight, cap and admin state as the config and state file say. */
-function update(control: Control, s: Server, b: BackendSpec, applied: Applied): string[] {
-  const { pool } = control;
+function update(
+  control: Control,
+  pool: PoolRuntime,
+  s: Server,
+  b: BackendSpec,
+  a: AppliedPool,
+): string[] {
+  const servers = pool.servers;
   const changes: string[] = [];
-  const want = applied.adminStates.get(s.id) ?? "enabled";
+  const want = a.adminStates.get(s.id) ?? "enabled";
   if (control.drains.cancel(s)) {
-    pool.setAdminState(s, want, "back in the config");
+    servers.setAdminState(s, want, "back in the config");
     changes.push(`kept ${s.id} (it was being removed)`);
   }
   if (s.weight !== b.weight) {
     changes.push(`${s.id} weight ${s.weight} → ${b.weight}`);
-    pool.setWeight(s, b.weight);
+    servers.setWeight(s, b.weight);
   }
   if (s.maxConnections !== b.maxConnections) {
     changes.push(`${s.id} maxConnections ${s.maxConnections} → ${b.maxConnections}`);
-    pool.setMaxConnections(s, b.maxConnections);
+    servers.setMaxConnections(s, b.maxConnections);
   }
   // Admin states kept in the state file (e.g. set through the parent's admin API, for a
   // --workers worker). Without a state file they live in memory only and stay as they are.
   const have = adminStateOf(s);
   if (control.stateFile && want !== have && !control.drains.has(s)) {
-    pool.setAdminState(s, want, "state file");
+    servers.setAdminState(s, want, "state file");
     changes.push(`${s.id} ${have} → ${want}`);
   }
   return changes;
 }
 
 /** A new server; one on its way out that holds its id or origin leaves at once. */
-function add(control: Control, id: string, b: BackendSpec, applied: Applied): string {
-  const { pool } = control;
+function add(control: Control, pool: PoolRuntime, id: string, b: BackendSpec, a: AppliedPool) {
+  const servers = pool.servers;
   const origin = backendIdentity(b).origin;
   // Removal only stops new picks: the old server's in-flight requests are not cut.
-  for (const old of pool.servers) {
+  for (const old of servers.servers) {
     if (old.id === id || old.url === origin) {
       control.drains.cancel(old);
-      pool.removeServer(old.id);
+      servers.removeServer(old.id);
     }
   }
-  const health = applied.config.health;
-  const added = pool.addServer(b, { healthy: health.assumeHealthy || !health.enabled });
-  const st = applied.adminStates.get(id);
-  if (st && st !== "enabled") pool.setAdminState(added, st, "state file");
+  const added = servers.addServer(b, { healthy: initiallyHealthy(pool.settings) });
+  const st = a.adminStates.get(id);
+  if (st && st !== "enabled") servers.setAdminState(added, st, "state file");
   return `added ${id} (${added.url}, weight ${added.weight})`;
 }
 
 /** The strategy and its hash options, when they differ from the running ones. */
-function switchStrategy(control: Control, desired: Applied["config"]): string[] {
-  const { balancer } = control;
+function switchStrategy(pool: PoolRuntime, desired: PoolConfig): string[] {
+  const { balancer } = pool;
   const from = balancer.strategy.name;
-  if (from === desired.strategy && sameHash(control.strategy().options, desired.hash)) return [];
+  const running = { ...pool.settings.hash, ...balancer.options.hash };
+  if (from === desired.strategy && sameHash(running, desired.hash)) return [];
   balancer.setStrategy(desired.strategy, { ...balancer.options, hash: desired.hash });
   return [
     from === desired.strategy

@@ -2,11 +2,12 @@
  * Config reload (SIGHUP, or `lb serve --watch`): applies a new config to the running lb
  * without dropping in-flight requests.
  *
- * Applied live (reconcile.ts): servers added, removed (they drain first, then go), weights,
+ * Applied live (reconcile.ts): routes, pools added and removed (a removed pool drains
+ * first), and in each pool servers added, removed (they drain first, then go), weights,
  * connection limits, the strategy and its hash options. The state file is applied over the
  * new config, as at start, so changes made through the admin API survive a reload.
- * Everything else (listen addresses, timeouts, health, retry, limits…) takes effect at the
- * next restart, and the reload says so in the log.
+ * Everything else (listen addresses, a running pool's timeouts, health, retry, outlier and
+ * sticky settings, limits…) takes effect at the next restart, and the reload says so.
  *
  * An invalid config (or an unusable state file) rejects the whole reload: the problems are
  * logged and nothing changes.
@@ -15,7 +16,7 @@ import type { LbMetrics } from "../admin/metrics.ts";
 import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import type { Control } from "./control.ts";
-import { type Applied, applyOverlay } from "./overlay.ts";
+import { type Applied, applyStateFile } from "./overlay.ts";
 import { reconcile } from "./reconcile.ts";
 import { readStateFile } from "./state_file.ts";
 
@@ -40,17 +41,37 @@ export interface Reloader {
 const RESTART_ONLY = [
   "listen",
   "admin",
-  "timeouts",
-  "health",
-  "outlier",
-  "retry",
   "limits",
   "underscoreHeaders",
   "trustedProxies",
   "log",
   "shutdownTimeout",
-  "panicMode",
 ] as const;
+
+/** A running pool's settings that a reload cannot change (the pool's parts are built from them). */
+const POOL_RESTART_ONLY = [
+  "timeouts",
+  "health",
+  "outlier",
+  "retry",
+  "panicMode",
+  "sticky",
+] as const;
+
+/** What changed that needs a restart: top-level sections, then each running pool's settings. */
+function restartOnly(control: Control, base: Config, applied: Applied): string[] {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const out: string[] = RESTART_ONLY.filter((key) => !same(control.config[key], base[key]));
+  for (const { pool } of applied.pools) {
+    const running = control.pools.get(pool.name);
+    if (!running) continue;
+    for (const key of POOL_RESTART_ONLY) {
+      if (same(running.settings[key], pool[key])) continue;
+      out.push(base.pools ? `pools.${pool.name}.${key}` : key);
+    }
+  }
+  return out;
+}
 
 function problemsOf(e: unknown): string[] {
   if (e instanceof ConfigError) return e.problems.map((p) => `${e.source}: ${p}`);
@@ -65,7 +86,7 @@ async function load(
   try {
     const base = typeof from === "function" ? await from() : from;
     const overlay = control.stateFile ? readStateFile(control.stateFile) : undefined;
-    return { base, applied: applyOverlay(base, overlay) };
+    return { base, applied: applyStateFile(base, overlay) };
   } catch (e) {
     return { problems: problemsOf(e) };
   }
@@ -87,14 +108,12 @@ export function createReloader(control: Control, metrics?: LbMetrics): Reloader 
       return { ok: false, problems, changes: [], needsRestart: [] };
     }
     const { base, applied } = loaded;
+    const needsRestart = restartOnly(control, base, applied);
     const changes = reconcile(control, applied);
-    const needsRestart = RESTART_ONLY.filter((key) =>
-      JSON.stringify(control.config[key]) !== JSON.stringify(base[key])
-    );
     control.config = base;
     control.notify();
     metrics?.reloaded(true);
-    const what = changes.length ? changes.join("; ") : "no server or strategy changes";
+    const what = changes.length ? changes.join("; ") : "no route, pool, server or strategy changes";
     logger.event("reload", `config reloaded (${why}): ${what}`, { why, changes });
     if (needsRestart.length) {
       logger.event(

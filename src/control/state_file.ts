@@ -13,13 +13,21 @@
  * @example
  * ```json
  * {
- *   "version": 1,
- *   "added": [{ "url": "http://127.0.0.1:9004", "name": "backend-4", "weight": 2 }],
- *   "removed": ["backend-3"],
- *   "changed": { "backend-1": { "weight": 5 }, "backend-2": { "state": "disabled" } },
- *   "strategy": { "name": "least-conn" }
+ *   "version": 2,
+ *   "pools": {
+ *     "default": {
+ *       "added": [{ "url": "http://127.0.0.1:9004", "name": "backend-4", "weight": 2 }],
+ *       "removed": ["backend-3"],
+ *       "changed": { "backend-1": { "weight": 5 }, "backend-2": { "state": "disabled" } },
+ *       "strategy": { "name": "least-conn" }
+ *     }
+ *   },
+ *   "stickySecret": "…"
  * }
  * ```
+ *
+ * Version 1 (lb before pools: the one pool's fields at the top) is read as the pool
+ * `default`; lb writes version 2.
  */
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { z } from "zod";
@@ -27,9 +35,10 @@ import { adminStateSchema, backendSchema, weightSchema } from "../config/backend
 import { BUILT_IN, readProblem, schemaProblems } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { hashOptionsSchema, strategyNameSchema } from "../config/strategy.ts";
+import { DEFAULT_POOL } from "../config/pools.ts";
+import { nameSchema } from "../config/routes.ts";
 
-const OverlaySchema = z.object({
-  version: z.literal(1),
+const PoolOverlaySchema = z.object({
   added: z.array(backendSchema.extend({ state: adminStateSchema.default("enabled") })).default([]),
   removed: z.array(z.string()).default([]),
   changed: z.record(
@@ -39,6 +48,18 @@ const OverlaySchema = z.object({
   strategy: z.object({ name: strategyNameSchema, hash: hashOptionsSchema.optional() }).strict()
     .optional(),
 }).strict();
+
+/** What the state file keeps for one pool. */
+export type PoolOverlay = z.infer<typeof PoolOverlaySchema>;
+
+const OverlaySchema = z.object({
+  version: z.literal(2),
+  pools: z.record(nameSchema, PoolOverlaySchema).default({}),
+  stickySecret: z.string().min(16).optional(),
+}).strict();
+
+/** Version 1: the one pool's fields at the top level. */
+const OverlaySchemaV1 = PoolOverlaySchema.extend({ version: z.literal(1) }).strict();
 
 /** The contents of a state file. */
 export type StateOverlay = z.infer<typeof OverlaySchema>;
@@ -84,9 +105,14 @@ export function readStateFile(path: string): StateOverlay | undefined {
       `the state file ${path} is not valid JSON (${(e as Error).message}); ${fix}`,
     );
   }
-  const r = schemaProblems(OverlaySchema, raw);
+  const v1 = (raw as { version?: unknown } | null)?.version === 1;
+  const r = v1 ? schemaProblems(OverlaySchemaV1, raw) : schemaProblems(OverlaySchema, raw);
   if ("problems" in r) {
     throw new StateFileError(`the state file ${path} is not usable (${r.problems[0]}); ${fix}`);
+  }
+  if (!("pools" in r.data)) {
+    const { version: _, ...pool } = r.data;
+    return { version: 2, pools: { [DEFAULT_POOL]: pool } };
   }
   return r.data;
 }

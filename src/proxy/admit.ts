@@ -1,8 +1,8 @@
 /**
  * The admit stage: who the client is (the socket peer, or behind trusted proxies the
  * nearest untrusted X-Forwarded-For hop), the request id, the headers to send upstream,
- * the hostile-input guard and the concurrency caps. A refused request is answered here and
- * never reaches a backend.
+ * the hostile-input guard, the route (route.ts: pool, rate limit, rewrites) and the
+ * concurrency caps. A refused request is answered here and never reaches a backend.
  */
 import type { ProxyContext } from "./context.ts";
 import { fail } from "./fail.ts";
@@ -10,6 +10,7 @@ import { Failure } from "./failures.ts";
 import { Flight } from "./flight.ts";
 import { upstreamRequestHeaders } from "./headers.ts";
 import { BodySource } from "./request_body.ts";
+import { route } from "./route.ts";
 
 /** Deno.serve's handler info, as Hono hands it to us in `c.env`. */
 export type ConnInfo = { remoteAddr: Deno.NetAddr };
@@ -36,14 +37,15 @@ export function admit(px: ProxyContext, req: Request, info: ConnInfo): Flight | 
   if (fwd.underscored > 0) f.rec.droppedHeaders = fwd.underscored;
   const refused = underscoreRefusal(px, fwd.underscored) ??
     px.guard(req, info.remoteAddr, headers) ??
+    route(px, f, req) ??
     px.limiter.enter(clientIp);
   if (refused) return fail(px, f, refused);
   f.count();
   if (req.body && f.method !== "GET" && f.method !== "HEAD") {
-    const declared = headers["content-length"];
-    const { retry, limits } = px.config;
+    const declared = f.headers["content-length"];
     const length = declared === undefined ? -1 : Number(declared);
-    f.body = new BodySource(req.body, retry.bufferLimit, limits.maxBodyBytes, length);
+    const keep = f.pool.settings.retry.bufferLimit;
+    f.body = new BodySource(req.body, keep, px.config.limits.maxBodyBytes, length);
   }
   return f;
 }

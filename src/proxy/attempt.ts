@@ -5,6 +5,7 @@
  */
 import { maybeEject } from "../balancing/outlier.ts";
 import type { Server } from "../balancing/server.ts";
+import type { PoolRuntime } from "../routing/pool_runtime.ts";
 import type { ProxyContext } from "./context.ts";
 import { fail } from "./fail.ts";
 import { Failure, mayRetry, reachedServer } from "./failures.ts";
@@ -17,10 +18,10 @@ import { untriedServerLeft } from "../balancing/availability.ts";
 export type TryNext = Response | "again" | "free" | "stop";
 
 /** Reports how a try ended: in-flight down, a latency sample, and failures to outlier detection. */
-export function report(px: ProxyContext, s: Server, ok: boolean, latencyMs?: number): void {
+export function report(pool: PoolRuntime, s: Server, ok: boolean, latencyMs?: number): void {
   const now = Date.now();
-  px.pool.endRequest(s, ok, latencyMs, now);
-  if (!ok) maybeEject(px.pool, s, px.config.outlier, now);
+  pool.servers.endRequest(s, ok, latencyMs, now);
+  if (!ok) maybeEject(pool.servers, s, pool.settings.outlier, now);
 }
 
 /** Sends `f` to `server` once; `attempt` counts from 1. */
@@ -33,14 +34,15 @@ export async function tryOnce(
   (f.tried ??= new Set()).add(server);
   f.rec.tries = attempt;
   f.rec.backend = server.id;
-  const header = px.config.timeouts.header;
+  const { pool } = f;
+  const header = pool.settings.timeouts.header;
   const headerTimeout = f.deadline === Infinity
     ? header
     : Math.max(1, Math.min(header, f.deadline - performance.now()));
-  px.pool.beginRequest(server);
+  pool.servers.beginRequest(server);
   const t0 = performance.now();
-  const r = await px.upstream.try(server, f, headerTimeout);
-  releaseRetry(px, f);
+  const r = await pool.upstream.try(server, f, headerTimeout);
+  releaseRetry(f);
   if (r.ok) return answered(px, f, server, r.res, performance.now() - t0, attempt);
   return failed(px, f, server, r.failure);
 }
@@ -59,13 +61,14 @@ function answered(
   attempt: number,
 ): TryNext | Promise<TryNext> {
   const status = res.status;
-  const ok = !(status >= 500 && px.config.outlier.on5xx);
-  const retry = px.retryOn.has(status) && attempt < px.config.retry.attempts &&
+  const { pool } = f;
+  const ok = !(status >= 500 && pool.settings.outlier.on5xx);
+  const retry = pool.retryOn.has(status) && attempt < pool.settings.retry.attempts &&
     mayRetry("bad_status", f.method, f.body) &&
-    untriedServerLeft(px.pool.servers, f.tried!, Date.now()) && takeRetry(px, f);
+    untriedServerLeft(pool.servers.servers, f.tried!, Date.now()) && takeRetry(f);
   if (!retry) return respond(px, f, server, res, ttfb, ok);
-  px.upstream.discard(res); // drained when small, so the connection can be reused
-  report(px, server, ok, ttfb);
+  pool.upstream.discard(res); // drained when small, so the connection can be reused
+  report(pool, server, ok, ttfb);
   f.last = { failure: new Failure("bad_status", `answered status ${status}`), server };
   return "again";
 }
@@ -75,22 +78,22 @@ function answered(
  * check now and a take later would let other requests spend it in between). False when it
  * is spent.
  */
-function takeRetry(px: ProxyContext, f: Flight): boolean {
-  if (!px.budget.acquire()) return false;
+function takeRetry(f: Flight): boolean {
+  if (!f.pool.budget.acquire()) return false;
   f.budgeted = true;
   return true;
 }
 
 /** Gives back the retry the last try held, if it held one. */
-export function releaseRetry(px: ProxyContext, f: Flight): void {
+export function releaseRetry(f: Flight): void {
   if (!f.budgeted) return;
   f.budgeted = false;
-  px.budget.release();
+  f.pool.budget.release();
 }
 
 /** The try failed before any response byte. */
 function failed(px: ProxyContext, f: Flight, server: Server, failure: Failure): TryNext {
-  report(px, server, !failure.blamesServer);
+  report(f.pool, server, !failure.blamesServer);
   f.last = { failure, server };
   if (failure.rule.fault === "client") return fail(px, f, failure, server);
   // A stale pooled connection is the pool's luck, not the server's: retried once per
@@ -106,7 +109,7 @@ function failed(px: ProxyContext, f: Flight, server: Server, failure: Failure): 
   if (!mayRetry(failure.kind, f.method, f.body)) return "stop";
   // A try refused at connect reached no server, so trying the next one adds no load: such
   // failover does not spend the retry budget, which bounds amplification.
-  if (!reachedServer(failure.kind) || takeRetry(px, f)) return "again";
+  if (!reachedServer(failure.kind) || takeRetry(f)) return "again";
   f.last = { failure: new Failure(failure.kind, `${failure.message}; retry budget spent`), server };
   return "stop";
 }

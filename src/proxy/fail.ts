@@ -4,6 +4,7 @@
  */
 import { isFull } from "../balancing/availability.ts";
 import type { Server } from "../balancing/server.ts";
+import type { PoolRuntime } from "../routing/pool_runtime.ts";
 import type { ProxyContext } from "./context.ts";
 import { Failure } from "./failures.ts";
 import type { Flight } from "./flight.ts";
@@ -36,7 +37,7 @@ export function fail(px: ProxyContext, f: Flight, failure: Failure, server?: Ser
     : failure.message;
   f.finish(status, message);
   if (fault === "upstream" && failure.kind !== "bad_status") {
-    px.logger.error(`${f.method} ${f.path} failed: ${message}`, {
+    px.logger.error(`${f.method} ${f.rec.path} failed: ${message}`, {
       requestId: f.requestId,
       backend: server?.id,
     });
@@ -47,8 +48,8 @@ export function fail(px: ProxyContext, f: Flight, failure: Failure, server?: Ser
 }
 
 /** Why no try could be made: no server available, or every available one is full. */
-export function noServer(px: ProxyContext): Failure {
-  const full = px.pool.servers.some(isFull);
+export function noServer(pool: PoolRuntime): Failure {
+  const full = pool.servers.servers.some(isFull);
   const message = full
     ? "every available server is at its connection limit"
     : "no server is available";

@@ -45,6 +45,10 @@ export const FAILURES = {
   uri_too_long: rule(414, "uri_too_long", "client", "never", true),
   headers_too_large: rule(431, "headers_too_large", "client", "never", true),
   overloaded: rule(503, "overloaded", "lb", "never", true),
+  /** No route matches the request (routing/router.ts). */
+  no_route: rule(404, "no_route", "client", "never"),
+  /** Over the route's rate limit (routing/rate_limit.ts). */
+  rate_limited: rule(429, "rate_limited", "client", "never"),
   no_server: rule(503, "no_server", "lb", "never"),
   // One try, before any response byte (upstream.ts).
   connect_failed: rule(502, "bad_gateway", "upstream", "always"),

@@ -11,6 +11,9 @@ import type { ProxyContext } from "./context.ts";
 import type { Failure } from "./failures.ts";
 import type { BodySource } from "./request_body.ts";
 import type { Outgoing } from "./upstream.ts";
+import type { PoolRuntime } from "../routing/pool_runtime.ts";
+import type { LbRoute } from "../routing/pools.ts";
+import type { RateDecision } from "../routing/rate_limit.ts";
 
 /**
  * The access record, as a class: V8 pretenured the object literal it used to be (it moved
@@ -32,6 +35,8 @@ class AccessRecord implements RequestRecord {
   backend: string | undefined = undefined;
   error: string | undefined = undefined;
   droppedHeaders: number | undefined = undefined;
+  pool: string | undefined = undefined;
+  route: string | undefined = undefined;
 
   constructor(requestId: string, client: string, method: string, path: string) {
     this.requestId = requestId;
@@ -60,7 +65,14 @@ export class Flight implements Outgoing, PickContext {
   /** The next try holds a retry from the budget (released once it is over). */
   budgeted = false;
   /** When the whole request must be over (`timeouts.request`), or Infinity. */
-  readonly deadline: number;
+  deadline = Infinity;
+  /** The route the request matched and its pool (set by the route stage). */
+  route: LbRoute | undefined;
+  pool!: PoolRuntime;
+  /** The sticky cookie's value the client sent ("" when none). */
+  stickyToken = "";
+  /** The route's rate limit decision, for the RateLimit header of the answer. */
+  rate: RateDecision | undefined;
   // What a strategy may know (PickContext): the Flight is its own, so a pick allocates nothing.
   now = 0;
   readonly random: () => number;
@@ -80,24 +92,35 @@ export class Flight implements Outgoing, PickContext {
     req: Request,
     readonly clientIp: string,
     readonly requestId: string,
-    /** The path and query exactly as the client sent them. */
-    readonly path: string,
+    /**
+     * The path and query to send upstream: as the client sent them (`rec.path` keeps that),
+     * unless the route strips a prefix.
+     */
+    public path: string,
     headers: Record<string, string>,
   ) {
     this.req = req;
     this.headers = headers;
     this.method = req.method;
     this.signal = req.signal;
-    const timeout = px.config.timeouts.request;
-    this.deadline = timeout > 0 ? this.started + timeout : Infinity;
     this.rec = new AccessRecord(requestId, clientIp, this.method, path);
     this.random = px.random;
   }
 
+  /** The request goes to `pool`: its overall deadline starts counting (`timeouts.request`). */
+  routeTo(route: LbRoute | undefined, pool: PoolRuntime): void {
+    this.route = route;
+    this.pool = pool;
+    this.rec.pool = pool.name;
+    if (route) this.rec.route = route.config.name;
+    const timeout = pool.settings.timeouts.request;
+    this.deadline = timeout > 0 ? this.started + timeout : Infinity;
+  }
+
   /** The request's hash key (`hash.key`), for consistent-hash and maglev. */
   key(): string {
-    const key = this.px.balancer.options.hash?.key ?? this.px.config.hash.key;
-    return this.req ? requestKey(this.req, key, this.clientIp, this.path) : "";
+    const key = this.pool.balancer.options.hash?.key ?? this.pool.settings.hash.key;
+    return this.req ? requestKey(this.req.headers, key, this.clientIp, this.rec.path) : "";
   }
 
   /** From now on the request counts against the concurrency caps, until it is finished. */
@@ -143,6 +166,11 @@ export class Flight implements Outgoing, PickContext {
     this.signal = FINISHED;
     this.headers = NO_HEADERS;
     this.body = null;
-    this.tried = this.exclude = this.last = undefined;
+    this.tried =
+      this.exclude =
+      this.last =
+      this.route =
+      this.rate =
+        undefined;
   }
 }

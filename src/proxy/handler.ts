@@ -32,11 +32,12 @@ export function createProxyHandler(
 
 /** The retry loop: choose a server, try it, and decide from the outcome what comes next. */
 async function forward(px: ProxyContext, f: Flight): Promise<Response> {
-  const { attempts } = px.config.retry;
-  px.budget.active++;
+  const { pool } = f;
+  const { attempts } = pool.settings.retry;
+  pool.budget.active++;
   try {
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      const server = choose(px, f);
+      const server = choose(f);
       if (server === undefined) break;
       if (attempt > 1 && !(await waitToRetry(px, f, attempt))) break;
       const next = await tryOnce(px, f, server, attempt);
@@ -44,14 +45,14 @@ async function forward(px: ProxyContext, f: Flight): Promise<Response> {
       if (next === "stop") break;
       if (next === "free") attempt--;
     }
-    return f.last ? fail(px, f, f.last.failure, f.last.server) : fail(px, f, noServer(px));
+    return f.last ? fail(px, f, f.last.failure, f.last.server) : fail(px, f, noServer(pool));
   } catch (e) {
     // A bug, not a request outcome: still count the request out before Hono answers 500.
     f.leave();
     throw e;
   } finally {
-    releaseRetry(px, f);
-    px.budget.active--;
+    releaseRetry(f);
+    pool.budget.active--;
   }
 }
 
@@ -60,7 +61,7 @@ async function forward(px: ProxyContext, f: Flight): Promise<Response> {
  * request's deadline (false: give up and answer with the last failure).
  */
 async function waitToRetry(px: ProxyContext, f: Flight, attempt: number): Promise<boolean> {
-  const { retry } = px.config;
+  const { retry } = f.pool.settings;
   const wait = backoffMs(attempt - 1, retry.backoffBase, retry.backoffMax, px.random);
   if (performance.now() + wait >= f.deadline) return false;
   await sleep(wait, f.signal);

@@ -12,6 +12,7 @@ import { fail } from "./fail.ts";
 import { Failure } from "./failures.ts";
 import type { Flight } from "./flight.ts";
 import { downstreamResponseHeaders } from "./headers.ts";
+import { answerHeaders } from "./route.ts";
 import type { UpstreamResponse } from "./upstream.ts";
 
 /** Responses with a Content-Length up to this are read whole before answering. */
@@ -28,16 +29,17 @@ export async function respond(
 ): Promise<Response> {
   const { status } = res;
   const headers = downstreamResponseHeaders(res.rawHeaders, f.requestId);
+  if (f.route !== undefined) answerHeaders(f, server, headers);
   if (f.method === "HEAD" || status === 204 || status === 304) {
-    px.upstream.discard(res);
-    report(px, server, ok, ttfb);
+    f.pool.upstream.discard(res);
+    report(f.pool, server, ok, ttfb);
     f.finish(status);
     return new Response(null, { status, headers });
   }
   const declared = res.contentLength;
   if (declared !== undefined && declared <= BUFFER_SMALL_BODY) {
-    const body = await px.upstream.collect(res, declared);
-    report(px, server, ok && !(body instanceof Failure), ttfb);
+    const body = await f.pool.upstream.collect(res, declared);
+    report(f.pool, server, ok && !(body instanceof Failure), ttfb);
     if (body instanceof Failure) return fail(px, f, body, server);
     f.finish(status, undefined, body.byteLength);
     return new Response(body, { status, headers });
@@ -46,8 +48,8 @@ export async function respond(
     const refused = await afterUpload(px, f, server, res, ttfb);
     if (refused) return refused;
   }
-  const stream = px.upstream.stream(res, (bytes, failure) => {
-    report(px, server, ok && (failure === undefined || !failure.blamesServer), ttfb);
+  const stream = f.pool.upstream.stream(res, (bytes, failure) => {
+    report(f.pool, server, ok && (failure === undefined || !failure.blamesServer), ttfb);
     const clientGone = failure?.kind === "client_gone";
     f.finish(clientGone ? failure.rule.status : status, failure?.message, bytes);
   });
@@ -69,13 +71,13 @@ async function afterUpload(
   res: UpstreamResponse,
   ttfb: number,
 ): Promise<Response | undefined> {
-  const up = await px.upstream.uploaded(res);
+  const up = await f.pool.upstream.uploaded(res);
   if (up === "sent") return undefined;
   // Stopped: the backend no longer takes the body (it closed its side); its answer is all
   // there is, and no read of the client's body may stay pending while it streams.
   if (up === "stopped") return void f.body!.cancel();
-  px.upstream.discard(res); // closed already: this only lets go of it
+  f.pool.upstream.discard(res); // closed already: this only lets go of it
   // lb held the answer back, so a stall now is not the server's failure.
-  report(px, server, true, ttfb);
+  report(f.pool, server, true, ttfb);
   return fail(px, f, up, server);
 }

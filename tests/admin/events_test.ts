@@ -5,25 +5,20 @@ import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
 import { Control } from "../../src/control/control.ts";
 import { EventHub, MAX_CLIENTS } from "../../src/admin/events.ts";
-import { Balancer } from "../../src/balancing/balancer.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
-import { ServerPool } from "../../src/balancing/pool.ts";
+import { resolvePools, resolveRoutes } from "../../src/config/pools.ts";
+import { Pools } from "../../src/routing/pools.ts";
 import { testConfig, until } from "../_stack.ts";
 
 const quiet = () => createLogger({ format: "json", access: false, write: () => {} });
 
-/** What an EventHub is built on: a pool of one server, its balancer and its control. */
+/** What an EventHub is built on: one pool of one server, and its control. */
 function hubParts() {
-  const pool = new ServerPool([{ url: "http://10.0.0.1:80" }]);
-  const balancer = new Balancer(pool, "round-robin");
-  const control = new Control({
-    pool,
-    balancer,
-    config: testConfig(["http://10.0.0.1:80"]),
-    logger: quiet(),
-  });
-  return { pool, balancer, control };
+  const config = testConfig(["http://10.0.0.1:80"]);
+  const pools = new Pools(resolvePools(config), resolveRoutes(config), "a-test-secret-of-16+");
+  const control = new Control({ pools, config, logger: quiet() });
+  return { pool: pools.list[0].servers, pools, control };
 }
 
 interface SseEvent {
@@ -154,7 +149,7 @@ Deno.test("shutdown ends open /events streams instead of waiting for them", asyn
 });
 
 Deno.test("the event hub forgets a client that leaves and stops its timer on close", async () => {
-  const { pool, balancer, control } = hubParts();
+  const { pool, pools, control } = hubParts();
   const hub = new EventHub({ control, version: "test", startedAt: Date.now(), intervalMs: 20 });
   try {
     const a = sseReader(hub.response().body!);
@@ -175,12 +170,12 @@ Deno.test("the event hub forgets a client that leaves and stops its timer on clo
   } finally {
     hub.close();
     control.close();
-    balancer.close();
+    await pools.close();
   }
 });
 
 Deno.test("the event hub refuses streams beyond its limit with 503", async () => {
-  const { balancer, control } = hubParts();
+  const { pools, control } = hubParts();
   const hub = new EventHub({ control, version: "test", startedAt: Date.now() });
   const open: Response[] = [];
   try {
@@ -197,6 +192,6 @@ Deno.test("the event hub refuses streams beyond its limit with 503", async () =>
     await Promise.all(open.map((r) => r.body!.cancel()));
     hub.close();
     control.close();
-    balancer.close();
+    await pools.close();
   }
 });

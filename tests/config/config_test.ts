@@ -18,8 +18,8 @@ Deno.test("lb.yaml shows every default the schema has, so it documents them trul
   const defaults = validateConfig({});
   // The file names the demo servers; the schema's default backends are the same origins.
   assert.deepEqual(
-    { ...fromFile, backends: fromFile.backends.map((b) => b.url) },
-    { ...defaults, backends: defaults.backends.map((b) => b.url) },
+    { ...fromFile, backends: fromFile.backends!.map((b) => b.url) },
+    { ...defaults, backends: defaults.backends!.map((b) => b.url) },
   );
 });
 
@@ -27,12 +27,12 @@ Deno.test("the default config listens on 127.0.0.1:8000 with backends 9001-9003 
   const c = parseConfig(DEFAULT_CONFIG_YAML);
   assert.deepEqual(c.listen, { host: "127.0.0.1", port: 8000 });
   assert.equal(c.strategy, "round-robin");
-  assert.deepEqual(c.backends.map((b) => b.url), [
+  assert.deepEqual(c.backends!.map((b) => b.url), [
     "http://127.0.0.1:9001",
     "http://127.0.0.1:9002",
     "http://127.0.0.1:9003",
   ]);
-  assert.deepEqual(parseConfig("").backends.map((b) => b.url), c.backends.map((b) => b.url));
+  assert.deepEqual(parseConfig("").backends!.map((b) => b.url), c.backends!.map((b) => b.url));
   assert.equal(c.admin.port, 8001);
 });
 
@@ -90,7 +90,7 @@ Deno.test("command-line overrides win over the file and are validated like it", 
   });
   assert.equal(o.listen.port, 0);
   assert.equal(o.strategy, "least-conn");
-  assert.deepEqual(o.backends.map((b) => b.url), ["http://127.0.0.1:1234"]);
+  assert.deepEqual(o.backends!.map((b) => b.url), ["http://127.0.0.1:1234"]);
   assert.equal(o.log.format, "json");
   assert.equal(o.health.interval, c.health.interval, "untouched settings survive");
   assert.deepEqual(o.health.expectStatus, c.health.expectStatus);
@@ -101,7 +101,7 @@ Deno.test("lb.yaml documents the real defaults: apart from backend names it equa
   const documented = parseConfig(DEFAULT_CONFIG_YAML);
   const empty = parseConfig("");
   assert.deepEqual({ ...documented, backends: [] }, { ...empty, backends: [] });
-  assert.deepEqual(documented.backends.map((b) => b.url), empty.backends.map((b) => b.url));
+  assert.deepEqual(documented.backends!.map((b) => b.url), empty.backends!.map((b) => b.url));
 });
 
 Deno.test("a YAML error names the line where an unclosed [, { or quote opened, not where the parser gave up", () => {

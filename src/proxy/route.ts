@@ -1,0 +1,77 @@
+/**
+ * The route stage: which route the request takes (the first that matches, routing/router.ts)
+ * and so which pool; the route's rate limit; the path the backend sees (prefix stripped) and
+ * the route's request header rules. A request no route matches, or over its route's rate
+ * limit, is refused here and never reaches a backend.
+ */
+import type { ProxyContext } from "./context.ts";
+import { Failure } from "./failures.ts";
+import type { Flight } from "./flight.ts";
+import type { Server } from "../balancing/server.ts";
+import type { RouteTarget } from "../routing/pools.ts";
+
+/** Routes `f`; the Failure that refuses it, or undefined. */
+export function route(px: ProxyContext, f: Flight, req: Request): Failure | undefined {
+  const host = req.headers.get("host");
+  const m = px.pools.router.match(f.method, host, f.path, req.headers);
+  if (m === undefined) {
+    return new Failure("no_route", `no route matches ${f.method} ${host ?? ""}${f.path}`);
+  }
+  const t = m.route.target;
+  f.routeTo(m.route, t.pool);
+  if (t.limiter !== undefined) {
+    const refused = rateLimit(f, req, t);
+    if (refused) return refused;
+  }
+  f.path = m.path;
+  const h = f.headers;
+  for (const name of t.removeRequest) delete h[name];
+  for (const [name, value] of t.setRequest) h[name] = value;
+  return undefined;
+}
+
+/** Takes a token from the route's bucket for this request's key; a Failure when there is none. */
+function rateLimit(f: Flight, req: Request, t: RouteTarget): Failure | undefined {
+  const limiter = t.limiter!;
+  const key = f.route!.config.rateLimit!.key;
+  const who = key === "ip"
+    ? f.clientIp
+    : key === "route"
+    ? ""
+    : req.headers.get(key.slice(7)) ?? "";
+  const d = f.rate = limiter.take(who, performance.now());
+  if (d.allowed) return undefined;
+  return new Failure("rate_limited", `over the rate limit of route ${f.rec.route}`, {
+    "retry-after": String(d.retryAfterSeconds),
+    "ratelimit-policy": limiter.policyHeader,
+    "ratelimit": limiter.header(d),
+  });
+}
+
+/**
+ * The backend's answer as the route shapes it: the route's response header rules, the
+ * sticky cookie when the client has none for this server, and the route's RateLimit fields.
+ */
+export function answerHeaders(f: Flight, server: Server, headers: [string, string][]): void {
+  const t = f.route!.target;
+  const drop = t.dropResponse;
+  if (drop.size > 0) {
+    let j = 0;
+    for (let i = 0; i < headers.length; i++) {
+      if (!drop.has(headers[i][0])) headers[j++] = headers[i];
+    }
+    headers.length = j;
+    for (const pair of t.setResponse) headers.push([pair[0], pair[1]]);
+  }
+  const sticky = f.pool.sticky;
+  if (sticky !== undefined && sticky.tokenOf(server) !== f.stickyToken) {
+    const cookie = sticky.setCookie(server, false);
+    if (cookie !== undefined) headers.push(["set-cookie", cookie]);
+  }
+  if (t.limiter !== undefined && f.rate !== undefined) {
+    headers.push(["ratelimit-policy", t.limiter.policyHeader], [
+      "ratelimit",
+      t.limiter.header(f.rate),
+    ]);
+  }
+}

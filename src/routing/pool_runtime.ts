@@ -1,0 +1,83 @@
+/**
+ * One pool as it runs: its servers' state, its strategy, its connections to backends, its
+ * retry budget, its health loop and its sticky cookie, all built from the pool's settings
+ * (config/pools.ts). The request path finds it through the route a request matched.
+ */
+import { Balancer } from "../balancing/balancer.ts";
+import { type HealthChecks, startHealthChecks } from "../balancing/health.ts";
+import { ServerPool } from "../balancing/pool.ts";
+import { DEFAULT_POOL, type PoolConfig } from "../config/pools.ts";
+import type { Logger } from "../log.ts";
+import { RetryBudget } from "../proxy/retry.ts";
+import { Upstream } from "../proxy/upstream.ts";
+import { Sticky } from "./sticky.ts";
+
+export class PoolRuntime {
+  readonly name: string;
+  /** The pool's settings as it was built (strategy and servers change live; see Control). */
+  readonly settings: PoolConfig;
+  readonly servers: ServerPool;
+  readonly balancer: Balancer;
+  readonly upstream: Upstream;
+  readonly budget: RetryBudget;
+  readonly retryOn: ReadonlySet<number>;
+  readonly sticky: Sticky | undefined;
+  #health: HealthChecks | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #closed: Promise<void> | undefined;
+
+  /** `stickySecret`: the key for the sticky cookie when the pool's settings give none. */
+  constructor(cfg: PoolConfig, stickySecret: string) {
+    this.name = cfg.name;
+    this.settings = cfg;
+    this.servers = new ServerPool(cfg.backends, { healthy: initiallyHealthy(cfg) });
+    this.balancer = new Balancer(this.servers, cfg.strategy, {
+      hash: cfg.hash,
+      latencyTau: this.servers.latencyTau,
+    });
+    this.upstream = new Upstream({
+      connectTimeout: cfg.timeouts.connect,
+      headerTimeout: cfg.timeouts.header,
+      idleTimeout: cfg.timeouts.idle,
+      poolIdleTimeout: cfg.timeouts.upstreamIdle,
+    });
+    this.budget = new RetryBudget(cfg.retry.budgetPercent, cfg.retry.minConcurrent);
+    this.retryOn = new Set(cfg.retry.on);
+    this.sticky = cfg.sticky && new Sticky(cfg.sticky, stickySecret, cfg.name, this.servers);
+  }
+
+  /** Starts the active health checks and logs every server state change (once). */
+  start(logger: Logger, random?: () => number): void {
+    if (this.#health) return;
+    this.#health = startHealthChecks(this.servers, this.settings.health, logger, { random });
+    const pool = this.name;
+    this.#unsubscribe = this.servers.subscribe((e) => {
+      if (e.type !== "state") return;
+      const { server, from, to, reason } = e;
+      const who = pool === DEFAULT_POOL ? server.id : `${pool}/${server.id}`;
+      logger.event("state", `${who} ${from} → ${to} (${reason})`, {
+        pool,
+        server: server.id,
+        from,
+        to,
+        reason,
+      });
+    });
+  }
+
+  /** Stops the health loop and closes every connection to the pool's backends. */
+  close(): Promise<void> {
+    return this.#closed ??= (async () => {
+      await this.#health?.stop();
+      this.#unsubscribe?.();
+      this.balancer.close();
+      this.sticky?.close();
+      this.upstream.close();
+    })();
+  }
+}
+
+/** Whether a pool's servers take traffic before their first health check. */
+export function initiallyHealthy(cfg: Pick<PoolConfig, "health">): boolean {
+  return cfg.health.assumeHealthy || !cfg.health.enabled;
+}

@@ -1,0 +1,103 @@
+/**
+ * Every pool of one lb and the routing table in front of them. The request path asks the
+ * router which route a request takes; the route's target holds the pool, the rate limiter
+ * and the header rules. Reload swaps the table whole (a request sees the old one or the new
+ * one, never half of each) and adds or retires pools; see control/reconcile.ts.
+ */
+import type { PoolConfig } from "../config/pools.ts";
+import type { RouteConfig } from "../config/routes.ts";
+import { PoolRuntime } from "./pool_runtime.ts";
+import { RateLimiter } from "./rate_limit.ts";
+import { type Route, Router } from "./router.ts";
+
+/** What a route sends to: its pool, its rate limiter, its header rules ready to apply. */
+export interface RouteTarget {
+  readonly pool: PoolRuntime;
+  readonly limiter: RateLimiter | undefined;
+  /** Request headers to set ([name, value]) and to remove, names lower-case. */
+  readonly setRequest: readonly [string, string][];
+  readonly removeRequest: readonly string[];
+  readonly setResponse: readonly [string, string][];
+  /** Response headers to leave out: those removed and those set anew. */
+  readonly dropResponse: ReadonlySet<string>;
+}
+
+export type LbRoute = Route<RouteTarget>;
+
+export class Pools {
+  #pools = new Map<string, PoolRuntime>();
+  #router!: Router<RouteTarget>;
+  /** Rate limiters by route name, kept across a reload that leaves the route's limit as it was. */
+  #limiters = new Map<string, { spec: string; limiter: RateLimiter }>();
+
+  constructor(configs: PoolConfig[], routes: RouteConfig[], readonly stickySecret: string) {
+    for (const c of configs) this.add(c);
+    this.setRoutes(routes);
+  }
+
+  get router(): Router<RouteTarget> {
+    return this.#router;
+  }
+
+  /** Every pool, in the order the config lists them. */
+  get list(): PoolRuntime[] {
+    return [...this.#pools.values()];
+  }
+
+  get size(): number {
+    return this.#pools.size;
+  }
+
+  get(name: string): PoolRuntime | undefined {
+    return this.#pools.get(name);
+  }
+
+  /** Builds a pool (its health loop is started by the caller). */
+  add(cfg: PoolConfig): PoolRuntime {
+    const p = new PoolRuntime(cfg, this.stickySecret);
+    this.#pools.set(cfg.name, p);
+    return p;
+  }
+
+  /** Takes a pool out (no route may name it any more); the caller drains and closes it. */
+  delete(name: string): PoolRuntime | undefined {
+    const p = this.#pools.get(name);
+    this.#pools.delete(name);
+    return p;
+  }
+
+  /** Replaces the routing table; every route's pool must exist. */
+  setRoutes(routes: readonly RouteConfig[]): void {
+    const limiters = new Map<string, { spec: string; limiter: RateLimiter }>();
+    this.#router = new Router(routes, (r) => {
+      const pool = this.#pools.get(r.pool);
+      if (!pool) throw new Error(`route ${r.name}: no pool named "${r.pool}"`);
+      let limiter: RateLimiter | undefined;
+      if (r.rateLimit) {
+        const spec = JSON.stringify(r.rateLimit);
+        const old = this.#limiters.get(r.name);
+        limiter = old?.spec === spec ? old.limiter : new RateLimiter(r.rateLimit, r.name);
+        limiters.set(r.name, { spec, limiter });
+      }
+      const { request, response } = r.headers;
+      return {
+        pool,
+        limiter,
+        setRequest: Object.entries(request.set),
+        removeRequest: request.remove,
+        setResponse: Object.entries(response.set),
+        dropResponse: new Set([...response.remove, ...Object.keys(response.set)]),
+      };
+    });
+    for (const [name, old] of this.#limiters) {
+      if (limiters.get(name)?.limiter !== old.limiter) old.limiter.close();
+    }
+    this.#limiters = limiters;
+  }
+
+  /** Closes every pool and limiter. */
+  async close(): Promise<void> {
+    for (const { limiter } of this.#limiters.values()) limiter.close();
+    await Promise.all(this.list.map((p) => p.close()));
+  }
+}
