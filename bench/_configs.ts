@@ -16,6 +16,25 @@ export interface LbConfigOptions {
   accessLog: boolean;
   /** For the memory runs: 1,000 connections from one address, and a 1 GiB body. */
   generousLimits?: boolean;
+  /** A routing table of this many routes in front of the one pool (see routeTable). */
+  routes?: number;
+}
+
+/**
+ * `count` routes of which only the last matches wrk's requests (Host 127.0.0.1, path /):
+ * three fifths name exact hosts, the rest path prefixes, and a catch-all comes last. A
+ * request whose host names no route walks every prefix route before the catch-all, the
+ * worst case for lb's router.
+ */
+export function routeTable(count: number, pool: string): Record<string, unknown>[] {
+  const hosts = Math.floor((count - 1) * 0.6);
+  const routes: Record<string, unknown>[] = [];
+  for (let i = 1; i < count; i++) {
+    const match = i <= hosts ? { host: `h${i}.example.com` } : { path: `/p${i}/` };
+    routes.push({ name: `r${i}`, match, pool });
+  }
+  routes.push({ name: "all", pool });
+  return routes;
 }
 
 /** lb.yaml for one lb target (JSON is YAML). Admin off; everything else lb's defaults. */
@@ -30,6 +49,11 @@ export function lbConfig(o: LbConfigOptions): string {
     admin: { enabled: false },
     log: { format: "json", access: o.accessLog },
   };
+  if (o.routes) {
+    cfg.pools = { default: { backends: cfg.backends } };
+    delete cfg.backends;
+    cfg.routes = routeTable(o.routes, "default");
+  }
   if (o.generousLimits) {
     cfg.limits = {
       maxBodyBytes: "4GiB",

@@ -138,11 +138,11 @@ function parseSettings(argv: string[]): Settings | "help" {
   if (v.only !== undefined) {
     only = v.only.split(",").map((s) => s.trim()).filter(Boolean);
     const known =
-      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers)?|mem|ttfb|chunked)$/;
+      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers|\+routes)?|mem|ttfb|chunked)$/;
     const bad = only.find((t) => !known.test(t));
     if (bad !== undefined || only.length === 0) {
       throw new UsageError(
-        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, mem, ttfb, chunked; got "${
+        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, lb:round-robin+routes, mem, ttfb, chunked; got "${
           bad ?? v.only
         }"`,
       );
@@ -342,6 +342,8 @@ interface LbStart {
   cpuProfDir?: string;
   /** `lb serve --workers N` (processes sharing the port). */
   workers?: number;
+  /** A routing table of this many routes (only the last matches). */
+  routes?: number;
 }
 
 /** Starts `lb serve` as a subprocess with a generated config; resolves once it listens. */
@@ -354,7 +356,7 @@ async function startLb(
   const port = freePort();
   const name = `lb-${o.strategy}${o.accessLog ? "-log" : ""}${
     o.workers ? `-w${o.workers}` : ""
-  }-${port}`;
+  }${o.routes ? `-r${o.routes}` : ""}-${port}`;
   const cfgPath = `${dir}/${name}.yaml`;
   await Deno.writeTextFile(
     cfgPath,
@@ -364,6 +366,7 @@ async function startLb(
       backends: o.upstreams ?? upstreams,
       accessLog: o.accessLog,
       generousLimits: o.generousLimits,
+      routes: o.routes,
     }),
   );
   const prof = o.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", o.cpuProfDir] : [];
@@ -476,7 +479,7 @@ async function startTargets(
       });
     }
   }
-  const lbTargets: [string, string, string, boolean, number?][] = [];
+  const lbTargets: [string, string, string, boolean, number?, number?][] = [];
   // A strategy named in --only (lb:NAME) is measured even when issue 7 does not list it.
   const named = (s.only ?? []).filter((t) => /^lb:[a-z0-9-]+$/.test(t)).map((t) => t.slice(3));
   for (const st of new Set([...WANTED_STRATEGIES, ...named])) {
@@ -484,9 +487,10 @@ async function startTargets(
     if (st === "round-robin") {
       lbTargets.push(["lb:round-robin+log", "lb round-robin + access log", st, true]);
       lbTargets.push(["lb:round-robin+workers", "lb round-robin, --workers 2", st, false, 2]);
+      lbTargets.push(["lb:round-robin+routes", "lb round-robin, 100 routes", st, false, 0, 100]);
     }
   }
-  for (const [id, label, strategy, accessLog, workers] of lbTargets) {
+  for (const [id, label, strategy, accessLog, workers, routes] of lbTargets) {
     if (!want(id)) continue;
     const r: Running = { id, label, port: 0 };
     if (strategies && !strategies.has(strategy)) {
@@ -495,7 +499,7 @@ async function startTargets(
       out.push(r);
       continue;
     }
-    add(r, () => startLb(procs, dir, upstreams, { strategy, accessLog, workers }));
+    add(r, () => startLb(procs, dir, upstreams, { strategy, accessLog, workers, routes }));
   }
   await Promise.all(starts);
   for (const r of out) {

@@ -40,6 +40,11 @@ export interface Logger {
   flush(): void;
 }
 
+/** `pool/` before the backend in a text access line, unless it is the one pool `default`. */
+function poolOf(rec: RequestRecord): string {
+  return rec.pool === undefined || rec.pool === "default" ? "" : `${rec.pool}/`;
+}
+
 /** `auto` means text on a terminal, JSON otherwise. */
 export function resolveFormat(f: "auto" | LogFormat): LogFormat {
   if (f !== "auto") return f;
@@ -138,7 +143,9 @@ export function createLogger(opts: LoggerOptions): Logger {
         accessLine(
           `${
             new Date(rec.time).toISOString()
-          } ${c}${rec.status}\x1b[0m ${rec.method} ${rec.path} → ${rec.backend ?? "-"} ` +
+          } ${c}${rec.status}\x1b[0m ${rec.method} ${rec.path} → ${poolOf(rec)}${
+            rec.backend ?? "-"
+          } ` +
             `${
               rec.durationMs.toFixed(1)
             }ms tries=${rec.tries} in=${rec.bytesIn} out=${rec.bytesOut} ` +

@@ -6,6 +6,7 @@ import type { Config } from "../config/schema.ts";
 import { watchFile } from "../control/watch.ts";
 import { type Lb, startLb } from "../lb.ts";
 import { createLogger, type Logger, resolveFormat } from "../log.ts";
+import { shadowWarnings } from "./check.ts";
 
 /** How `runLbUntilSignal` reloads (serve passes these; demo does not reload). */
 export interface RunOptions {
@@ -57,6 +58,9 @@ export async function runLbUntilSignal(
     listener: "traffic",
     url: lb.url,
   });
+  for (const w of shadowWarnings(lb.pools.router.routes.map((r) => r.config))) {
+    logger.event("config", `warning: ${w}`);
+  }
   if (lb.adminUrl) {
     logger.event("listen", `lb admin listening on ${lb.adminUrl}`, {
       listener: "admin",

@@ -104,6 +104,18 @@ Deno.test("lb.yaml documents the real defaults: apart from backend names it equa
   assert.deepEqual(documented.backends!.map((b) => b.url), empty.backends!.map((b) => b.url));
 });
 
+Deno.test("lb.yaml's commented pools and routes example is a valid config", () => {
+  const lines = DEFAULT_CONFIG_YAML.split("\n");
+  const start = lines.indexOf("# pools:");
+  const end = lines.findIndex((l, i) => i > start && !l.startsWith("#"));
+  assert.ok(start > 0 && end > start, "lb.yaml has the example");
+  const example = lines.slice(start, end).map((l) => l.replace(/^# ?/, "")).join("\n");
+  const c = parseConfig(example, "lb.yaml example");
+  assert.deepEqual(Object.keys(c.pools!), ["api", "web"]);
+  assert.equal(c.routes!.length, 3);
+  assert.equal(c.routes![1].rateLimit!.burst, 200);
+});
+
 Deno.test("a YAML error names the line where an unclosed [, { or quote opened, not where the parser gave up", () => {
   const cases: [string, RegExp][] = [
     ["listen:\n  port: 0\nbackends: [ {url: x}\nstrategy: p2c\n", /^line 3, column 11: .*\]/],
