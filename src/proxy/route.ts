@@ -10,9 +10,13 @@ import type { Flight } from "./flight.ts";
 import type { Server } from "../balancing/server.ts";
 import type { RouteTarget } from "../routing/pools.ts";
 
-/** Routes `f`; the Failure that refuses it, or undefined. */
+/**
+ * Routes `f`; the Failure that refuses it, or undefined. The host is the one the backend will
+ * see (the guard has put an absolute-form target's authority in it), so a request cannot be
+ * routed by one name and answered for another.
+ */
 export function route(px: ProxyContext, f: Flight, req: Request): Failure | undefined {
-  const host = req.headers.get("host");
+  const host = f.headers["host"] ?? null;
   const m = px.pools.router.match(f.method, host, f.path, req.headers);
   if (m === undefined) {
     return new Failure("no_route", `no route matches ${f.method} ${host ?? ""}${f.path}`);

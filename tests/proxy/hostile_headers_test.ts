@@ -122,6 +122,19 @@ Deno.test("an absolute-form target reaches only the configured backend, with its
   });
 });
 
+Deno.test("routing by host uses the authority the backend will see, not a Host that disagrees with the target", async () => {
+  const routes = "routes:\n  - match: { host: a.example }\n    pool: default";
+  await withLb(routes, async ({ send, be, lastSeen }) => {
+    const r = await send("GET http://b.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n");
+    assert.equal(parseHead(r.text)?.status, 404, r.text);
+    assert.match(r.text, /"code":"no_route"/);
+    assert.equal(be.requestCount(), 0);
+    const r2 = await send("GET http://a.example/y HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert.equal(parseHead(r2.text)?.status, 200, r2.text);
+    assert.deepEqual(lastSeen().headers.get("host"), ["a.example"]);
+  });
+});
+
 Deno.test("CONNECT gets 405 with Allow, and the bytes tunnelled after it reach no backend", async () => {
   await withLb("", async ({ url, be }) => {
     const res = await rawExchange(
