@@ -354,9 +354,9 @@ async function startLb(
   o: LbStart,
 ): Promise<{ proc: Proc; port: number }> {
   const port = freePort();
-  const name = `lb-${o.strategy}${o.accessLog ? "-log" : ""}${
-    o.workers ? `-w${o.workers}` : ""
-  }${o.routes ? `-r${o.routes}` : ""}-${port}`;
+  const name = `lb-${o.strategy}${o.accessLog ? "-log" : ""}${o.workers ? `-w${o.workers}` : ""}${
+    o.routes ? `-r${o.routes}` : ""
+  }-${port}`;
   const cfgPath = `${dir}/${name}.yaml`;
   await Deno.writeTextFile(
     cfgPath,
