@@ -8,6 +8,8 @@
  */
 import { resolveRoute, type RouteConfig, routeSchema } from "../src/config/routes.ts";
 import { type RouteMatchResult, Router } from "../src/routing/router.ts";
+import { RegExpRouter } from "hono/router/reg-exp-router";
+import { TrieRouter } from "hono/router/trie-router";
 
 function router(inputs: unknown[]): Router<string> {
   const configs: RouteConfig[] = inputs.map((r, i) => resolveRoute(routeSchema.parse(r), i));
@@ -62,3 +64,34 @@ last = onePath.match("GET", "other.example.com:8080", "/p9/app.js?v=1", headers)
 expect("p9");
 last = oneHost.match("GET", "h89.example.com:8080", "/", headers);
 expect("h89");
+
+// Hono's own routers, which the issue suggested for path matching: 100 path prefixes, path
+// only (Hono routes by method and path; hosts, headers and first-match order would be lb's
+// own code around it), beside lb's router on the same 100 prefixes.
+const prefixes = Array.from({ length: 100 }, (_, i) => `/p${i}/`);
+const regexp = new RegExpRouter<string>();
+const trie = new TrieRouter<string>();
+for (const p of prefixes) {
+  regexp.add("GET", `${p}*`, p);
+  trie.add("GET", `${p}*`, p);
+}
+const ours = router(prefixes.map((p) => ({ match: { path: p }, pool: p.slice(1, -1) })));
+let honoLast: unknown;
+Deno.bench(
+  "lb's router, 100 path prefixes, the last one",
+  { group: "hono", baseline: true },
+  () => {
+    last = ours.match("GET", "x", "/p99/app.js?v=1", headers);
+  },
+);
+Deno.bench("Hono RegExpRouter, 100 path prefixes, the last one", { group: "hono" }, () => {
+  honoLast = regexp.match("GET", "/p99/app.js");
+});
+Deno.bench("Hono TrieRouter, 100 path prefixes, the last one", { group: "hono" }, () => {
+  honoLast = trie.match("GET", "/p99/app.js");
+});
+last = ours.match("GET", "x", "/p99/app.js?v=1", headers);
+expect("p99");
+if ((regexp.match("GET", "/p99/app.js")[0] as [string, unknown][])[0][0] !== "/p99/") {
+  throw new Error(`RegExpRouter matched ${JSON.stringify(honoLast)}`);
+}

@@ -348,3 +348,26 @@ Deno.test("a table of 100 routes picks the route each request belongs to", () =>
   assert.equal(pool(r, "/p1", { host: null }), "path1");
   assert.deepEqual(shadowed(configs(...inputs)), []);
 });
+
+Deno.test("the first-segment index of many path prefixes keeps config order with routes of every kind between them", () => {
+  const r = router(
+    { match: { path: "/a/" }, pool: "a1" },
+    { match: { method: "POST" }, pool: "post" },
+    { match: { path: "/b" }, pool: "b" },
+    { match: { path: "/c/" }, pool: "c" },
+    { match: { path: "/d" }, pool: "d" },
+    { match: { path: "/a/x" }, pool: "a2" },
+    { match: { path: "/" }, pool: "root" },
+    { match: { path: "/a" }, pool: "a3" },
+  );
+  assert.equal(pool(r, "/a/x"), "a1");
+  assert.equal(pool(r, "/b/1", { method: "POST" }), "post");
+  assert.equal(pool(r, "/b/1"), "b");
+  assert.equal(pool(r, "/b"), "b");
+  assert.equal(pool(r, "/bb"), "root", "a prefix without / never cuts a segment");
+  assert.equal(pool(r, "/e/f"), "root");
+  assert.equal(pool(r, "/a"), "root", "/a/ does not match /a, and / comes before /a");
+  assert.equal(pool(r, "/%61/x"), "a1", "the index reads the normalised path");
+  assert.equal(pool(r, "/x/../d/1"), "d");
+  assert.equal(pool(r, "/"), "root");
+});
