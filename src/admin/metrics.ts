@@ -68,6 +68,8 @@ interface RequestChildren {
 export function createMetrics(opts: MetricsOptions): LbMetrics {
   const registry = new client.Registry();
   const perRequest = registerRequestMetrics(registry, opts.version);
+  // Every pool's try counters exist (at 0) from the start, as a pool-less counter would.
+  for (const p of opts.pools.list) perRequest.poolChildren(p.name);
   registerServerMetrics(registry, opts.pools);
   registerProcessMetrics(registry);
   const reloads = new client.Counter({
@@ -119,16 +121,7 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
     buckets: DURATION_BUCKETS,
     registers,
   });
-  const tries = new client.Counter({
-    name: "lb_upstream_tries_total",
-    help: "Requests sent to backends, counting each retry.",
-    registers,
-  });
-  const retries = new client.Counter({
-    name: "lb_retries_total",
-    help: "Tries beyond the first for a request.",
-    registers,
-  });
+  const poolChildren = tryCounters(registers);
   const dropped = new client.Counter({
     name: "lb_dropped_request_headers_total",
     help:
@@ -167,8 +160,11 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
       const c = child(rec, method, `${Math.floor(rec.status / 100)}xx`);
       c.requests.inc();
       c.duration.observe(rec.durationMs / 1000);
-      if (rec.tries > 0) tries.inc(rec.tries);
-      if (rec.tries > 1) retries.inc(rec.tries - 1);
+      if (rec.tries > 0) {
+        const p = poolChildren(rec.pool ?? "none");
+        p.tries.inc(rec.tries);
+        if (rec.tries > 1) p.retries.inc(rec.tries - 1);
+      }
       if (rec.droppedHeaders) dropped.inc({ reason: "underscore" }, rec.droppedHeaders);
       // lb's own error answers carry rec.error; the pool already counted those failures.
       if (rec.status >= 500 && rec.backend && !rec.error) {
@@ -178,5 +174,37 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
       if (rec.status === 429 && rec.error && rec.route) limited.inc({ route: rec.route });
     },
     responses5xx: (pool: string, id: string) => fivexx.get(`${pool}\n${id}`) ?? 0,
+    poolChildren,
   };
+}
+
+/** Tries and retries by pool, through label children cached by pool name. */
+function tryCounters(registers: client.Registry[]) {
+  const tries = new client.Counter({
+    name: "lb_upstream_tries_total",
+    help: "Requests sent to backends, counting each retry, by pool.",
+    labelNames: ["pool"] as const,
+    registers,
+  });
+  const retries = new client.Counter({
+    name: "lb_retries_total",
+    help: "Tries beyond the first for a request, by pool.",
+    labelNames: ["pool"] as const,
+    registers,
+  });
+  const perPool = new Map<
+    string,
+    { tries: client.Counter.Internal; retries: client.Counter.Internal }
+  >();
+  const poolChildren = (pool: string) => {
+    let c = perPool.get(pool);
+    if (!c) {
+      c = { tries: tries.labels({ pool }), retries: retries.labels({ pool }) };
+      c.tries.inc(0);
+      c.retries.inc(0);
+      perPool.set(pool, c);
+    }
+    return c;
+  };
+  return poolChildren;
 }

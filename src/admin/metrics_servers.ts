@@ -52,12 +52,16 @@ export function registerServerMetrics(registry: client.Registry, pools: Pools): 
   const registers = [registry];
   new client.Gauge({
     name: "lb_requests_in_flight",
-    help: "Requests being forwarded to backends now.",
+    help: "Requests being forwarded to backends now, by pool.",
+    labelNames: ["pool"] as const,
     registers,
     collect() {
-      let n = 0;
-      for (const p of pools.list) for (const s of p.servers.servers) n += s.inflight;
-      this.set(n);
+      this.reset();
+      for (const p of pools.list) {
+        let n = 0;
+        for (const s of p.servers.servers) n += s.inflight;
+        this.set({ pool: p.name }, n);
+      }
     },
   });
   const each = perServer.bind(null, registry, pools);
