@@ -23,6 +23,11 @@ export interface Snapshot {
   /** Every pool's servers, in pool order; each view names its pool. */
   servers: ServerView[];
   pools: PoolSummary[];
+  /**
+   * Changes each time the routing table is replaced (a reload with other routes), so a page
+   * knows when to fetch `/api/routes` again instead of polling it. Counts from 1 per lb.
+   */
+  routesVersion: number;
 }
 
 export interface PoolSummary {
@@ -70,6 +75,9 @@ export class EventHub {
   #following = new Map<PoolRuntime, () => void>();
   #pending = false;
   #closed = false;
+  /** The routing table the last snapshot saw, and how many tables there have been. */
+  #router: unknown;
+  #routesVersion = 0;
 
   constructor(opts: EventHubOptions) {
     this.#opts = opts;
@@ -128,7 +136,15 @@ export class EventHub {
         sticky: p.sticky ? { cookie: p.sticky.cookie } : null,
         servers: p.servers.servers.length,
       })),
+      routesVersion: this.#routesVersionNow(),
     };
+  }
+
+  /** Reload replaces the router only when the routes differ, so a new router is a new table. */
+  #routesVersionNow(): number {
+    const router = this.#opts.control.pools.router;
+    if (router !== this.#router) (this.#router = router, this.#routesVersion++);
+    return this.#routesVersion;
   }
 
   #tick(): void {

@@ -195,3 +195,31 @@ Deno.test("the event hub refuses streams beyond its limit with 503", async () =>
     await pools.close();
   }
 });
+
+Deno.test("a snapshot's routesVersion changes when the routing table is replaced, and only then", async () => {
+  const { pools, control } = hubParts();
+  const hub = new EventHub({ control, version: "test", startedAt: Date.now(), intervalMs: 60_000 });
+  try {
+    const first = hub.snapshot().routesVersion;
+    assert.equal(hub.snapshot().routesVersion, first);
+    pools.setRoutes([
+      {
+        name: "api",
+        match: { path: "/api" },
+        pool: "default",
+        stripPrefix: false,
+        headers: {
+          request: { set: {}, remove: [] },
+          response: { set: {}, remove: [] },
+        },
+      },
+    ]);
+    const second = hub.snapshot().routesVersion;
+    assert.notEqual(second, first);
+    assert.equal(hub.snapshot().routesVersion, second);
+  } finally {
+    hub.close();
+    control.close();
+    await pools.close();
+  }
+});
