@@ -4,8 +4,11 @@
  * in the module graph: `deno compile` embeds them, so the page works from the binary.
  *
  * It draws with inline SVG: a chart of requests per second per backend over the last five
- * minutes, and a latency sparkline per server. It is live through /events (EventSource) and
- * changes things through the JSON API. With an admin token set, it asks for the token once
+ * minutes, and a latency sparkline per server. Each pool has a card (its strategy, sticky
+ * cookie and servers, with their controls), and the routing table is listed under them; a
+ * config without pools (one pool named `default`) shows one "Servers" card and no routes.
+ * It is live through /events (EventSource) and changes things through the JSON API
+ * (`/api/pools/:pool/…`, so it works with any number of pools). With an admin token set, it asks for the token once
  * and keeps it in sessionStorage (gone when the tab closes).
  *
  * The Content-Security-Policy lets the page run only its own script and style from this

@@ -1,4 +1,7 @@
 // The dashboard's script, loaded as a module (module scope keeps its names private).
+//
+// Server ids are unique only within their pool, so everything kept per server (rates,
+// chart lines, colours, table rows) is keyed by "pool/id", as the history samples are.
 const TOKEN_KEY = "lb-admin-token";
 const WINDOW_MS = 5 * 60 * 1000;
 const PALETTE = [
@@ -16,10 +19,17 @@ let token = sessionStorage.getItem(TOKEN_KEY) || "";
 const series = new Map();
 const colours = new Map();
 const rows = new Map();
+const cards = new Map();
 let last = null;
 let latest = null;
 let es = null;
 let strategies = [];
+/** False for the one pool named "default" of a config without pools: no pool names shown. */
+let named = false;
+/** The routesVersion whose routes are shown (or being fetched); null: fetch on the next snapshot. */
+let routesVersion = null;
+/** Whether the routes shown are the one catch-all route (null: none loaded yet). */
+let routesTrivial = null;
 
 function $(sel) {
   return document.querySelector(sel);
@@ -34,6 +44,16 @@ function svg(tag, attrs) {
   const e = document.createElementNS(SVGNS, tag);
   for (const k in attrs) e.setAttribute(k, attrs[k]);
   return e;
+}
+function keyOf(pool, id) {
+  return pool + "/" + id;
+}
+/** How the page names a server: its id, or "pool/id" when there are named pools. */
+function labelOf(pool, id) {
+  return named ? keyOf(pool, id) : id;
+}
+function poolPath(pool) {
+  return "/api/pools/" + encodeURIComponent(pool);
 }
 function colourOf(id) {
   if (!colours.has(id)) colours.set(id, PALETTE[colours.size % PALETTE.length]);
@@ -116,12 +136,14 @@ function connect() {
   setConn("", "connecting…");
   es.addEventListener("open", function () {
     setConn("live", "live");
+    // After a reconnect this may be another lb process, whose versions count anew.
+    routesVersion = null;
   });
   es.addEventListener("error", function () {
     if (es.readyState === EventSource.CLOSED) {
       setConn("down", "disconnected");
       // EventSource gives up on an error status; find out why, then try again.
-      api("GET", "/api/strategy").then(function () {
+      api("GET", "/api/pools").then(function () {
         setTimeout(connect, 2000);
       }, function () {});
     } else setConn("down", "reconnecting…");
@@ -177,9 +199,10 @@ function onHistory(samples) {
 
 function onSnapshot(snap) {
   latest = snap;
+  named = snap.pools.length > 1 || snap.pools[0].name !== "default";
   const cur = { t: snap.time, servers: new Map() };
   snap.servers.forEach(function (s) {
-    cur.servers.set(s.id, {
+    cur.servers.set(keyOf(s.pool, s.id), {
       requests: s.requests,
       errors: s.errors + s.responses5xx,
       lat: s.latencyEwmaMs,
@@ -196,17 +219,20 @@ function onSnapshot(snap) {
     }
     last = cur;
   }
-  const ids = new Set(snap.servers.map(function (s) {
-    return s.id;
+  const keys = new Set(snap.servers.map(function (s) {
+    return keyOf(s.pool, s.id);
   }));
-  series.forEach(function (_, id) {
-    if (!ids.has(id)) series.delete(id);
+  series.forEach(function (_, key) {
+    if (!keys.has(key)) series.delete(key);
   });
   $("#version").textContent = "v" + snap.version + " · up " + uptime(snap.uptimeSeconds);
-  renderStrategy(snap.strategy);
-  renderTable(snap);
+  renderPools(snap);
+  renderTables(snap);
+  renderAddPools(snap);
   renderStats(snap);
   renderChart();
+  if (snap.routesVersion !== routesVersion) loadRoutes(snap.routesVersion);
+  showRoutes();
 }
 
 function uptime(s) {
@@ -242,9 +268,10 @@ function rpsOf(id) {
 function renderStats(snap) {
   let rps = 0, inflight = 0, req = 0, err = 0, avail = 0;
   snap.servers.forEach(function (s) {
-    rps += rpsOf(s.id);
+    const key = keyOf(s.pool, s.id);
+    rps += rpsOf(key);
     inflight += s.inflight;
-    const r = recent(s.id, 60000);
+    const r = recent(key, 60000);
     req += r.req;
     err += r.err;
     if (s.state === "healthy" && !s.removing) avail++;
@@ -255,14 +282,101 @@ function renderStats(snap) {
   $("#stat-avail").textContent = avail + " / " + snap.servers.length;
 }
 
-function renderStrategy(st) {
-  const sel = $("#strategy");
+/** One card per pool, in the snapshot's order; cards of pools a reload took out go. */
+function renderPools(snap) {
+  const box = $("#servers");
+  const seen = new Set();
+  snap.pools.forEach(function (p, i) {
+    seen.add(p.name);
+    let card = cards.get(p.name);
+    if (!card) {
+      card = makeCard(p.name);
+      cards.set(p.name, card);
+    }
+    if (box.children[i] !== card.section) box.insertBefore(card.section, box.children[i] || null);
+    renderCardHead(card, p);
+    renderStrategy(card, p.strategy);
+  });
+  cards.forEach(function (card, name) {
+    if (!seen.has(name)) {
+      card.section.remove();
+      cards.delete(name);
+    }
+  });
+}
+
+function makeCard(pool) {
+  const section = $("#pool-template").content.firstElementChild.cloneNode(true);
+  section.id = "pool-" + pool;
+  section.dataset.pool = pool;
+  const card = {
+    section: section,
+    title: section.querySelector(".pool-title"),
+    sticky: section.querySelector(".sticky"),
+    select: section.querySelector(".strategy select"),
+    note: section.querySelector(".strategy-note"),
+    tbody: section.querySelector("tbody"),
+    empty: section.querySelector(".empty"),
+    titleKey: "",
+  };
+  card.select.id = "strategy-" + pool;
+  card.select.dataset.pool = pool;
+  section.querySelector(".strategy label").htmlFor = card.select.id;
+  fillStrategies(card.select);
+  card.select.addEventListener("change", function () {
+    switchStrategy(pool, card);
+  });
+  return card;
+}
+
+function fillStrategies(sel) {
+  sel.replaceChildren();
+  strategies.forEach(function (n) {
+    const o = el("option", "", n);
+    o.value = n;
+    sel.append(o);
+  });
+}
+
+function renderCardHead(card, p) {
+  const key = named + "/" + p.servers;
+  if (key !== card.titleKey) {
+    card.titleKey = key;
+    if (named) {
+      card.title.replaceChildren(
+        el("span", "muted", "Pool "),
+        el("span", "pool-name", p.name),
+        el("span", "muted small", " · " + p.servers + (p.servers === 1 ? " server" : " servers")),
+      );
+    } else card.title.replaceChildren(document.createTextNode("Servers"));
+  }
+  card.sticky.hidden = !p.sticky;
+  const sticky = p.sticky ? "sticky · cookie " + p.sticky.cookie : "";
+  if (card.sticky.textContent !== sticky) card.sticky.textContent = sticky;
+}
+
+function renderStrategy(card, st) {
+  const sel = card.select;
   if (document.activeElement !== sel && sel.value !== st.name) sel.value = st.name;
   const o = st.options || {};
   const hashy = st.name === "consistent-hash" || st.name === "maglev";
-  $("#strategy-note").textContent = hashy
+  card.note.textContent = hashy
     ? "key " + o.key + (o.balanceFactor ? " · bound " + o.balanceFactor : "")
     : "";
+}
+
+function switchStrategy(pool, card) {
+  const name = card.select.value;
+  api("PUT", poolPath(pool) + "/strategy", { name: name }).then(function (st) {
+    toast((named ? "strategy of pool " + pool : "strategy") + " switched to " + st.name);
+    renderStrategy(card, st);
+  }, function (e) {
+    toast(e.message, true);
+    const p = latest && latest.pools.find(function (x) {
+      return x.name === pool;
+    });
+    if (p) card.select.value = p.strategy.name;
+  });
 }
 
 function button(label, action, cls) {
@@ -272,14 +386,16 @@ function button(label, action, cls) {
   return b;
 }
 
-function makeRow(id) {
+function makeRow(pool, id) {
+  const key = keyOf(pool, id);
   const tr = el("tr");
+  tr.dataset.pool = pool;
   tr.dataset.id = id;
   const c = {};
   const first = el("td", "first");
   const server = el("div", "server");
   const sw = el("span", "swatch");
-  sw.style.background = colourOf(id);
+  sw.style.background = colourOf(key);
   const names = el("div");
   c.id = el("div", "id", id);
   c.url = el("div", "url");
@@ -299,16 +415,17 @@ function makeRow(id) {
   c.weight.min = "1";
   c.weight.max = "1000";
   c.weight.step = "1";
-  c.weight.setAttribute("aria-label", "weight of " + id);
+  c.weight.setAttribute("aria-label", "weight of " + key);
   const wb = el("button", "", "Set");
   wb.type = "submit";
   wf.append(c.weight, wb);
   wf.addEventListener("submit", function (ev) {
     ev.preventDefault();
     const w = Number(c.weight.value);
-    act(id, "PATCH", { weight: w }, "weight of " + id + " set to " + w).then(function () {
-      c.weight.blur();
-    });
+    act(pool, id, "PATCH", { weight: w }, "weight of " + labelOf(pool, id) + " set to " + w)
+      .then(function () {
+        c.weight.blur();
+      });
   });
   weight.append(wf);
   function numCell(label, col) {
@@ -326,7 +443,7 @@ function makeRow(id) {
   c.spark = svg("svg", { class: "spark", viewBox: "0 0 110 28", preserveAspectRatio: "none" });
   c.line = svg("polyline", {
     fill: "none",
-    stroke: colourOf(id),
+    stroke: colourOf(key),
     "stroke-width": "1.5",
     "stroke-linejoin": "round",
     "vector-effect": "non-scaling-stroke",
@@ -338,23 +455,7 @@ function makeRow(id) {
   actions.append(c.actions);
   c.actions.addEventListener("click", function (ev) {
     const b = ev.target.closest("button");
-    if (!b) return;
-    const a = b.dataset.action;
-    if (a === "drain") act(id, "PATCH", { state: "draining" }, id + " is draining");
-    else if (a === "disable") act(id, "PATCH", { state: "disabled" }, id + " is disabled");
-    else if (a === "enable") act(id, "PATCH", { state: "enabled" }, id + " is enabled");
-    else if (a === "remove") {
-      b.textContent = "Confirm remove";
-      b.dataset.action = "remove-confirm";
-      b.className = "confirm";
-      setTimeout(function () {
-        if (b.isConnected && b.dataset.action === "remove-confirm") {
-          b.textContent = "Remove";
-          b.dataset.action = "remove";
-          b.className = "danger";
-        }
-      }, 4000);
-    } else if (a === "remove-confirm") act(id, "DELETE", undefined, id + " is being removed");
+    if (b) onAction(pool, id, b);
   });
   tr.append(first, state, weight, c.inflight, c.rps, c.err, c.lat, spark, actions);
   c.tr = tr;
@@ -362,8 +463,28 @@ function makeRow(id) {
   return c;
 }
 
-function act(id, method, body, ok) {
-  return api(method, "/api/servers/" + encodeURIComponent(id), body).then(
+function onAction(pool, id, b) {
+  const a = b.dataset.action;
+  const who = labelOf(pool, id);
+  if (a === "drain") act(pool, id, "PATCH", { state: "draining" }, who + " is draining");
+  else if (a === "disable") act(pool, id, "PATCH", { state: "disabled" }, who + " is disabled");
+  else if (a === "enable") act(pool, id, "PATCH", { state: "enabled" }, who + " is enabled");
+  else if (a === "remove") {
+    b.textContent = "Confirm remove";
+    b.dataset.action = "remove-confirm";
+    b.className = "confirm";
+    setTimeout(function () {
+      if (b.isConnected && b.dataset.action === "remove-confirm") {
+        b.textContent = "Remove";
+        b.dataset.action = "remove";
+        b.className = "danger";
+      }
+    }, 4000);
+  } else if (a === "remove-confirm") act(pool, id, "DELETE", undefined, who + " is being removed");
+}
+
+function act(pool, id, method, body, ok) {
+  return api(method, poolPath(pool) + "/servers/" + encodeURIComponent(id), body).then(
     function () {
       toast(ok);
     },
@@ -373,59 +494,172 @@ function act(id, method, body, ok) {
   );
 }
 
-function renderTable(snap) {
-  const tbody = $("#servers tbody");
+/** Each pool's rows in its own card, in the snapshot's order. */
+function renderTables(snap) {
   const seen = new Set();
-  snap.servers.forEach(function (s, i) {
-    seen.add(s.id);
-    let c = rows.get(s.id);
+  const placed = new Map();
+  snap.servers.forEach(function (s) {
+    const card = cards.get(s.pool);
+    if (!card) return;
+    const key = keyOf(s.pool, s.id);
+    seen.add(key);
+    let c = rows.get(key);
     if (!c) {
-      c = makeRow(s.id);
-      rows.set(s.id, c);
+      c = makeRow(s.pool, s.id);
+      rows.set(key, c);
     }
+    const i = placed.get(s.pool) || 0;
+    placed.set(s.pool, i + 1);
+    const tbody = card.tbody;
     if (tbody.children[i] !== c.tr) tbody.insertBefore(c.tr, tbody.children[i] || null);
-    c.tr.dataset.state = s.state;
-    c.url.textContent = s.url;
-    const label = s.removing ? "removing" : s.state;
-    if (c.pill.textContent !== label) {
-      c.pill.textContent = label;
-      c.pill.className = "pill s-" + s.state;
-    }
-    const h = s.lastHealth;
-    c.health.textContent = h.at
-      ? (h.ok ? "check ok" : "check failed") + (h.detail ? " · " + h.detail : "")
-      : "";
-    if (document.activeElement !== c.weight) c.weight.value = String(s.weight);
-    c.inflight.textContent = String(s.inflight);
-    c.rps.textContent = fmt(rpsOf(s.id), 1);
-    const r = recent(s.id, 10000);
-    c.err.textContent = r.req ? fmt((100 * r.err) / r.req, 1) + "%" : "–";
-    c.lat.textContent = fmtMs(s.latencyEwmaMs);
-    drawSpark(c, series.get(s.id) || []);
-    const key = s.state + (s.removing ? "/removing" : "");
-    if (key !== c.actionKey) {
-      c.actionKey = key;
-      c.actions.replaceChildren();
-      if (s.removing) c.actions.append(el("span", "muted small", "draining, then removed"));
-      else {
-        if (s.state !== "draining" && s.state !== "disabled") {
-          c.actions.append(button("Drain", "drain"));
-        }
-        if (s.state !== "disabled") c.actions.append(button("Disable", "disable"));
-        if (s.state === "draining" || s.state === "disabled") {
-          c.actions.append(button("Enable", "enable"));
-        }
-        c.actions.append(button("Remove", "remove", "danger"));
-      }
-    }
+    renderRow(c, s, key);
   });
-  rows.forEach(function (c, id) {
-    if (!seen.has(id)) {
+  rows.forEach(function (c, key) {
+    if (!seen.has(key)) {
       c.tr.remove();
-      rows.delete(id);
+      rows.delete(key);
     }
   });
-  $("#servers-empty").hidden = snap.servers.length > 0;
+  cards.forEach(function (card, name) {
+    card.empty.hidden = (placed.get(name) || 0) > 0;
+  });
+}
+
+function renderRow(c, s, key) {
+  c.tr.dataset.state = s.state;
+  c.url.textContent = s.url;
+  const label = s.removing ? "removing" : s.state;
+  if (c.pill.textContent !== label) {
+    c.pill.textContent = label;
+    c.pill.className = "pill s-" + s.state;
+  }
+  const h = s.lastHealth;
+  c.health.textContent = h.at
+    ? (h.ok ? "check ok" : "check failed") + (h.detail ? " · " + h.detail : "")
+    : "";
+  if (document.activeElement !== c.weight) c.weight.value = String(s.weight);
+  c.inflight.textContent = String(s.inflight);
+  c.rps.textContent = fmt(rpsOf(key), 1);
+  const r = recent(key, 10000);
+  c.err.textContent = r.req ? fmt((100 * r.err) / r.req, 1) + "%" : "–";
+  c.lat.textContent = fmtMs(s.latencyEwmaMs);
+  drawSpark(c, series.get(key) || []);
+  const actionKey = s.state + (s.removing ? "/removing" : "");
+  if (actionKey === c.actionKey) return;
+  c.actionKey = actionKey;
+  c.actions.replaceChildren();
+  if (s.removing) {
+    c.actions.append(el("span", "muted small", "draining, then removed"));
+    return;
+  }
+  if (s.state !== "draining" && s.state !== "disabled") c.actions.append(button("Drain", "drain"));
+  if (s.state !== "disabled") c.actions.append(button("Disable", "disable"));
+  if (s.state === "draining" || s.state === "disabled") {
+    c.actions.append(button("Enable", "enable"));
+  }
+  c.actions.append(button("Remove", "remove", "danger"));
+}
+
+/** The add form's pool choice: shown only when there are named pools. */
+function renderAddPools(snap) {
+  const sel = $("#add-pool");
+  const names = snap.pools.map(function (p) {
+    return p.name;
+  });
+  const have = Array.prototype.map.call(sel.options, function (o) {
+    return o.value;
+  });
+  if (have.join("\n") !== names.join("\n")) {
+    const keep = sel.value;
+    sel.replaceChildren();
+    names.forEach(function (n) {
+      const o = el("option", "", n);
+      o.value = n;
+      sel.append(o);
+    });
+    if (names.indexOf(keep) >= 0) sel.value = keep;
+  }
+  $("#add-pool-label").hidden = !named;
+  $("#add-form").classList.toggle("with-pool", named);
+}
+
+// ---- routes ----
+function loadRoutes(version) {
+  routesVersion = version;
+  api("GET", "/api/routes").then(function (data) {
+    if (routesVersion === version) renderRoutes(data.routes);
+  }, function (e) {
+    if (routesVersion === version) routesVersion = null;
+    toast("routes: " + e.message, true);
+  });
+}
+
+// The same words as the routing table of `lb check` (src/cli/check.ts).
+/** What a route matches, one [what, value] per condition ([] for every request). */
+function matchParts(m) {
+  const parts = [];
+  if (m.host) parts.push(["host", m.host.join("|")]);
+  if (m.path) parts.push(["path", m.path + "*"]);
+  if (m.method) parts.push(["method", m.method.join("|")]);
+  Object.keys(m.headers || {}).forEach(function (h) {
+    parts.push([h + ":", m.headers[h]]);
+  });
+  return parts;
+}
+
+/** What a route does on the way, besides choosing the pool. */
+function routeExtras(r) {
+  const extras = [];
+  if (r.stripPrefix) extras.push("strip prefix");
+  const l = r.rateLimit;
+  if (l) extras.push("limit " + l.rate + "/" + l.per + "ms by " + l.key);
+  const h = r.headers || {};
+  ["request", "response"].forEach(function (d) {
+    if (h[d] && Object.keys(h[d].set).length + h[d].remove.length > 0) {
+      extras.push(d + " headers");
+    }
+  });
+  return extras;
+}
+
+function renderRoutes(routes) {
+  const tbody = $("#routes tbody");
+  tbody.replaceChildren();
+  routesTrivial = routes.length === 1;
+  routes.forEach(function (r, i) {
+    const parts = matchParts(r.match || {});
+    const extras = routeExtras(r);
+    if (parts.length || extras.length) routesTrivial = false;
+    const tr = el("tr");
+    tr.dataset.route = r.name;
+    const num = el("td", "r num muted", String(i + 1));
+    const name = el("td", "route-name", r.name);
+    name.dataset.label = "Route";
+    const match = el("td");
+    match.dataset.label = "Match";
+    const list = el("div", "match");
+    if (!parts.length) list.append(el("span", "muted", "every request"));
+    parts.forEach(function (p) {
+      const c = el("span", "cond");
+      c.append(el("span", "muted", p[0] + " "), el("code", "", p[1]));
+      list.append(c);
+    });
+    if (extras.length) list.append(el("span", "extra", "(" + extras.join(", ") + ")"));
+    match.append(list);
+    const pool = el("td");
+    pool.dataset.label = "Pool";
+    const a = el("a", "pool-link", r.pool);
+    a.href = "#pool-" + r.pool;
+    pool.append(a);
+    tr.append(num, name, match, pool);
+    tbody.append(tr);
+  });
+  showRoutes();
+}
+
+/** A config without pools and routes has one catch-all route: nothing worth a card. */
+function showRoutes() {
+  $("#routes-card").hidden = routesTrivial === null || (routesTrivial && !named);
 }
 
 function drawSpark(c, pts) {
@@ -526,7 +760,8 @@ function renderChart() {
     const item = el("span");
     const sw = el("i");
     sw.style.background = colour;
-    item.append(sw, document.createTextNode(id));
+    // Pool names have no "/", so the key's first one ends the pool.
+    item.append(sw, document.createTextNode(named ? id : id.slice(id.indexOf("/") + 1)));
     legend.append(item);
   });
   chart.replaceChildren.apply(chart, kids);
@@ -537,7 +772,7 @@ function onStateEvent(e) {
   const li = el("li");
   const t = el("time", "", clock(e.time));
   const msg = el("span");
-  const who = el("strong", "", e.server);
+  const who = el("strong", "", e.pool ? labelOf(e.pool, e.server) : e.server);
   msg.append(who, document.createTextNode(" " + e.from + " → " + e.to + " · " + e.reason));
   li.append(t, msg);
   list.prepend(li);
@@ -546,27 +781,19 @@ function onStateEvent(e) {
 }
 
 // ---- controls ----
-$("#strategy").addEventListener("change", function (ev) {
-  const name = ev.target.value;
-  api("PUT", "/api/strategy", { name: name }).then(function (st) {
-    toast("strategy switched to " + st.name);
-    renderStrategy({ name: st.name, options: st.options });
-  }, function (e) {
-    toast(e.message, true);
-    if (latest) ev.target.value = latest.strategy.name;
-  });
-});
-
 $("#add-form").addEventListener("submit", function (ev) {
   ev.preventDefault();
+  const pool = $("#add-pool").value;
+  if (!pool) return toast("no pool to add to yet; wait for the page to connect", true);
   const body = { url: $("#add-url").value.trim() };
   const name = $("#add-name").value.trim();
   const w = $("#add-weight").value.trim();
   if (name) body.name = name;
   if (w) body.weight = Number(w);
-  api("POST", "/api/servers", body).then(function (s) {
-    toast("added " + s.id);
+  api("POST", poolPath(pool) + "/servers", body).then(function (s) {
+    toast("added " + labelOf(pool, s.id));
     ev.target.reset();
+    $("#add-pool").value = pool;
   }, function (e) {
     toast(e.message, true);
   });
@@ -577,17 +804,11 @@ globalThis.addEventListener("resize", function () {
 });
 
 function start() {
-  api("GET", "/api/strategy").then(function (st) {
-    strategies = st.available;
-    const sel = $("#strategy");
-    sel.replaceChildren();
-    strategies.forEach(function (n) {
-      const o = el("option", "", n);
-      o.value = n;
-      sel.append(o);
+  api("GET", "/api/pools").then(function (data) {
+    strategies = data.pools[0].strategy.available;
+    cards.forEach(function (card) {
+      fillStrategies(card.select);
     });
-    sel.value = st.name;
-    renderStrategy(st);
     connect();
   }, function (e) {
     setConn("down", "no connection");
