@@ -70,6 +70,33 @@ export async function startStack(
   };
 }
 
+/** An admin API answer: its status, JSON body (null when empty) and headers. */
+export interface AdminAnswer {
+  status: number;
+  // The tests poke at JSON answers field by field.
+  // deno-lint-ignore no-explicit-any
+  json: any;
+  headers: Headers;
+}
+
+/** One admin API request; a body that is not a string is sent as JSON. */
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<AdminAnswer> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    (init.headers as Record<string, string>)["content-type"] ??= "application/json";
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+  }
+  const res = await fetch(base + path, init);
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : null, headers: res.headers };
+}
+
 /** Polls `fn` until it returns a truthy value or the deadline passes (then throws). */
 export async function until<T>(
   fn: () => T | Promise<T>,

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
-import { testConfig, until } from "../_stack.ts";
+import { call, testConfig, until } from "../_stack.ts";
 
 interface LogLine {
   type: string;
@@ -53,23 +53,6 @@ async function startAdmin(
       await Promise.all(backends.map((b) => b.close()));
     },
   };
-}
-
-async function call(
-  base: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; json: any; headers: Headers }> {
-  const init: RequestInit = { method, headers: { ...headers } };
-  if (body !== undefined) {
-    (init.headers as Record<string, string>)["content-type"] ??= "application/json";
-    init.body = typeof body === "string" ? body : JSON.stringify(body);
-  }
-  const res = await fetch(base + path, init);
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : null, headers: res.headers };
 }
 
 /** The servers' configuration as the API shows it (no counters), to compare before and after. */

@@ -1,51 +1,7 @@
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../../backends/demo.ts";
 import { freePort, until } from "../_stack.ts";
-
-const ROOT = new URL("../..", import.meta.url).pathname;
-
-/** Runs `lb …` as a subprocess to completion. */
-async function lb(args: string[], opts: { cwd?: string } = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}src/main.ts`, ...args],
-    cwd: opts.cwd ?? ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
-
-/** Starts `lb …` as a subprocess that keeps running; `out()` is its stdout so far. */
-function spawnLb(args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}src/main.ts`, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let out = "";
-  const reading = (async () => {
-    for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) out += c;
-  })();
-  const errText = new Response(child.stderr).text();
-  return { child, out: () => out, reading, errText };
-}
-
-/** A usage error: exit 2, one line plus the hint, no stack trace. */
-function assertUsageError(r: { code: number; stdout: string; stderr: string }, pattern: RegExp) {
-  assert.equal(r.code, 2, r.stderr);
-  const lines = r.stderr.trim().split("\n");
-  assert.equal(lines.length, 2, r.stderr);
-  assert.match(lines[0], pattern);
-  assert.match(lines[1], /^Run 'lb( \w+)? --help' for usage\.$/);
-  assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/);
-}
+import { assertUsageError, lb, spawnLb } from "./_cli.ts";
 
 Deno.test("lb --version and lb --help answer and exit 0", async () => {
   const v = await lb(["--version"]);
