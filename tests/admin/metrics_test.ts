@@ -4,6 +4,7 @@ import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
 import { testConfig, until } from "../_stack.ts";
+import { ROUTES, startPoolStack } from "../_pools.ts";
 
 async function start(
   count: number,
@@ -36,22 +37,32 @@ async function scrape(lb: Lb): Promise<string> {
   return await res.text();
 }
 
+/** Every sample of `text` as its name, labels and value. */
+function samples(text: string): { name: string; labels: Record<string, string>; value: number }[] {
+  const out = [];
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels = Object.fromEntries(
+      [...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]),
+    );
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
 /** The value of one sample, e.g. `lb_requests_total{backend="backend-1",…}`; undefined if absent. */
 function sample(
   text: string,
   name: string,
   labels: Record<string, string> = {},
 ): number | undefined {
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = Object.fromEntries(
-      [...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]),
-    );
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
-  }
-  return undefined;
+  return samples(text).find((s) => s.name === name && hasLabels(s.labels, labels))?.value;
+}
+
+/** Whether `got` has every label of `want`. */
+function hasLabels(got: Record<string, string>, want: Record<string, string>): boolean {
+  return Object.entries(want).every(([k, v]) => got[k] === v);
 }
 
 async function hit(lb: Lb, n: number, method = "GET"): Promise<void> {
@@ -204,6 +215,32 @@ Deno.test("process metrics follow open sockets and memory; dropped underscore he
   }
 });
 
+/** Fails unless `promtool check metrics` finds no problem in `text`. */
+async function assertPromtoolClean(text: string): Promise<void> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("promtool", {
+      args: ["check", "metrics"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (e) {
+    throw new Error(
+      `promtool is not installed (${
+        (e as Error).message
+      }); install the Debian package "prometheus" (.ci/run does)`,
+    );
+  }
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(text));
+  await w.close();
+  const out = await child.output();
+  const report = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, `promtool found problems:\n${report}`);
+  assert.equal(report.trim(), "", `promtool found problems:\n${report}`);
+}
+
 Deno.test("promtool check metrics finds no problem in lb's real /metrics output", async () => {
   const st = await start(2, { health: { enabled: true, interval: "50ms" } });
   try {
@@ -212,29 +249,82 @@ Deno.test("promtool check metrics finds no problem in lb's real /metrics output"
       () => st.lb.pool.servers.every((s) => s.health.at > 0),
       "a health check of each server",
     );
-    const text = await scrape(st.lb);
-    let child: Deno.ChildProcess;
-    try {
-      child = new Deno.Command("promtool", {
-        args: ["check", "metrics"],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-    } catch (e) {
-      throw new Error(
-        `promtool is not installed (${
-          (e as Error).message
-        }); install the Debian package "prometheus" (.ci/run does)`,
-      );
+    await assertPromtoolClean(await scrape(st.lb));
+  } finally {
+    await st.close();
+  }
+});
+
+/** The sum of the samples of `name` whose labels include `labels`. */
+function total(text: string, name: string, labels: Record<string, string>): number {
+  return samples(text).filter((s) => s.name === name && hasLabels(s.labels, labels))
+    .reduce((n, s) => n + s.value, 0);
+}
+
+Deno.test("with two pools, /metrics passes promtool, every server series names its pool, requests their pool and route, and an unmatched request counts as none", async () => {
+  const limited = {
+    name: "limited",
+    match: { path: "/limited" },
+    pool: "web",
+    rateLimit: { rate: 1, per: "1m" },
+  };
+  const st = await startPoolStack({ web: 2, api: 2 }, {
+    routes: [limited, ...ROUTES],
+    extra: { health: { enabled: true, interval: "50ms" } },
+  });
+  try {
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await st.traffic.get("/api/x")).status, 200);
+      assert.equal((await st.traffic.get("/", "web.test")).status, 200);
     }
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(text));
-    await w.close();
-    const out = await child.output();
-    const report = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 0, `promtool found problems:\n${report}`);
-    assert.equal(report.trim(), "", `promtool found problems:\n${report}`);
+    assert.equal((await st.traffic.get("/nowhere")).status, 404);
+    assert.equal((await st.traffic.get("/limited")).status, 200);
+    assert.equal((await st.traffic.get("/limited")).status, 429);
+    await until(
+      () => st.lb.pools.list.every((p) => p.servers.servers.every((s) => s.health.at > 0)),
+      "a health check of each server",
+    );
+    const text = await scrape(st.lb);
+    await assertPromtoolClean(text);
+
+    const requests = (labels: Record<string, string>) => total(text, "lb_requests_total", labels);
+    assert.equal(requests({ pool: "api", route: "api", code_class: "2xx" }), 3);
+    assert.equal(requests({ pool: "web", route: "web", code_class: "2xx" }), 3);
+    assert.equal(requests({ pool: "web", route: "limited", code_class: "2xx" }), 1);
+    assert.equal(
+      requests({ pool: "web", route: "limited", backend: "none", code_class: "4xx" }),
+      1,
+    );
+    assert.equal(
+      requests({ pool: "none", route: "none", backend: "none", method: "GET", code_class: "4xx" }),
+      1,
+    );
+    assert.equal(requests({}), 9);
+    assert.equal(total(text, "lb_rate_limited_total", { route: "limited" }), 1);
+    assert.equal(
+      total(text, "lb_request_duration_seconds_count", { pool: "api", route: "api" }),
+      3,
+    );
+
+    const all = samples(text);
+    const perServer = all.filter((s) =>
+      s.name.startsWith("lb_server_") ||
+      ["lb_ejections_total", "lb_upstream_errors_total", "lb_health_checks_total"].includes(s.name)
+    );
+    assert.ok(perServer.length >= 4 * 9, `only ${perServer.length} per-server samples`);
+    for (const s of perServer) {
+      const want = ["backend-1", "backend-2"].includes(s.labels.backend) ? "web" : "api";
+      assert.equal(s.labels.pool, want, `${s.name} ${JSON.stringify(s.labels)}`);
+    }
+    for (const s of all.filter((s) => /^lb_request(s_total|_duration_seconds)/.test(s.name))) {
+      assert.ok(s.labels.pool && s.labels.route, `${s.name} ${JSON.stringify(s.labels)}`);
+    }
+    assert.equal(
+      total(text, "lb_server_state", { pool: "api", backend: "backend-3", state: "healthy" }),
+      1,
+    );
+    assert.equal(total(text, "lb_strategy_info", { pool: "web", strategy: "round-robin" }), 1);
+    assert.equal(total(text, "lb_strategy_info", { pool: "api", strategy: "round-robin" }), 1);
   } finally {
     await st.close();
   }
