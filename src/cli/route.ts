@@ -7,6 +7,7 @@
 import { resolveAdminToken } from "../admin/auth.ts";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
+import { restoreAdminStates } from "../control/control.ts";
 import { applyStateFile } from "../control/overlay.ts";
 import { readStateFile, resolveStateFilePath } from "../control/state_file.ts";
 import {
@@ -124,6 +125,7 @@ function explainOffline(config: Config, source: string, input: ExplainInput): Ex
     applied.routes,
     applied.stickySecret ?? newStickySecret(),
   );
+  for (const a of applied.pools) restoreAdminStates(pools.get(a.pool.name)!, a.adminStates);
   try {
     return explain(pools, explainRequestOf(input));
   } finally {

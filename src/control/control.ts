@@ -27,6 +27,20 @@ export class ControlError extends Error {
   }
 }
 
+/**
+ * The admin states the state file kept, set on a pool that takes no traffic yet: at start,
+ * and for `lb route --offline`, which must see the pools as a start would build them.
+ */
+export function restoreAdminStates(
+  pool: PoolRuntime,
+  adminStates: ReadonlyMap<string, AdminState>,
+): void {
+  for (const [id, state] of adminStates) {
+    const s = pool.servers.get(id);
+    if (s) pool.servers.setAdminState(s, state, "state file");
+  }
+}
+
 /** The change was made in memory but the state file could not be written. */
 export class PersistError extends Error {}
 
@@ -258,10 +272,7 @@ export class Control {
 
   /** At start: the admin states the state file kept (before any traffic, so nothing is logged). */
   restore(pool: PoolRuntime, adminStates: ReadonlyMap<string, AdminState>): void {
-    for (const [id, state] of adminStates) {
-      const s = pool.servers.get(id);
-      if (s) pool.servers.setAdminState(s, state, "state file");
-    }
+    restoreAdminStates(pool, adminStates);
   }
 
   /**

@@ -288,3 +288,31 @@ Deno.test("bad lb route command lines exit 2 with one line and the usage hint, n
     assert.equal(r.stdout, "");
   });
 });
+
+Deno.test("lb route --offline takes the admin states the state file keeps: a disabled server is neither available nor picked", async () => {
+  await inTempDir(async (dir) => {
+    const config = `${dir}/lb.yaml`;
+    await Deno.writeTextFile(config, routedYaml(NOWHERE));
+    await Deno.writeTextFile(
+      `${dir}/lb.state.json`,
+      JSON.stringify({
+        version: 2,
+        pools: { api: { changed: { "api-1": { state: "disabled" }, "api-2": { weight: 3 } } } },
+      }),
+    );
+    // least-conn between two idle servers picks the first, so a disabled api-1 would show.
+    const r = await lb([
+      "route",
+      "--offline",
+      "--config",
+      config,
+      "--json",
+      "GET",
+      "http://api.test/api/x",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const e = JSON.parse(r.stdout);
+    assert.deepEqual(e.pool, { name: "api", strategy: "least-conn", available: 1, servers: 2 });
+    assert.equal(e.server.id, "api-2");
+  });
+});
