@@ -279,3 +279,126 @@ Deno.test("lb check refuses broken files with exit 1 and one clear message, neve
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// ---- pools and routes ----
+
+const POOLS = `pools:
+  web: { backends: [{ url: "http://127.0.0.1:9001" }] }
+  api: { backends: [{ url: "http://127.0.0.1:9002" }] }
+`;
+
+/** `POOLS` and one route to web with `route` (a YAML flow mapping's inside) added. */
+const route = (more: string) => `${POOLS}routes: [{ pool: web, ${more} }]`;
+
+/** [what, yaml, what the error must say]: the routing rules' own mistakes. */
+const BROKEN_ROUTING: [string, string, RegExp][] = [
+  ["pools as a list", "pools: [web, api]", /^pools: Expected object/],
+  ["a pool that is a number", "pools: { web: 5 }", /^pools\.web: Expected object/],
+  ["no pools at all", "pools: {}", /^pools: needs at least one pool/],
+  ["an empty pool", "pools: { web: { backends: [] } }", /^pools\.web\.backends: needs at least/],
+  [
+    "an unknown key in a pool",
+    `pools: { web: { backends: [{ url: "http://a:1" }], colour: red } }`,
+    /^pools\.web: unknown key "colour"/,
+  ],
+  [
+    "an unknown key in a pool's section",
+    `pools: { web: { backends: [{ url: "http://a:1" }], timeouts: { heder: 1s } } }`,
+    /^pools\.web\.timeouts: unknown key "heder"/,
+  ],
+  [
+    "a pool's unknown strategy",
+    `pools: { web: { backends: [{ url: "http://a:1" }], strategy: fastest-ever } }`,
+    /^pools\.web\.strategy: must be one of/,
+  ],
+  [
+    "a pool's short sticky secret",
+    `pools: { web: { backends: [{ url: "http://a:1" }], sticky: { cookie: s, secret: x } } }`,
+    /^pools\.web\.sticky\.secret: must be at least 16 characters/,
+  ],
+  [
+    "a pool name with a slash",
+    `pools: { "a/b": { backends: [{ url: "http://a:1" }] } }`,
+    /^pools\.a\/b: must be 1-64 letters/,
+  ],
+  ["routes as a mapping", `${POOLS}routes: { pool: web }`, /^routes: Expected array/],
+  ["a route without a pool", `${POOLS}routes: [{ match: { path: /a } }]`, /^routes\[0\]\.pool: /],
+  ["a route's unknown key", route("poool: api"), /^routes\[0\]: unknown key "poool"/],
+  ["a match's unknown key", route("match: { url: /a }"), /^routes\[0\]\.match: unknown key "url"/],
+  ["a lower-case method", route("match: { method: get }"), /^routes\[0\]\.match\.method/],
+  ["an empty method list", route("match: { method: [] }"), /^routes\[0\]\.match\.method/],
+  ["a path without /", route("match: { path: api }"), /^routes\[0\]\.match\.path: must start/],
+  ["a path with ..", route("match: { path: /a/../b }"), /^routes\[0\]\.match\.path: must not/],
+  ["a path with a query", route("match: { path: /a?b=1 }"), /^routes\[0\]\.match\.path: must be/],
+  ["a host with a scheme", route("match: { host: 'http://a.test' }"), /^routes\[0\]\.match\.host/],
+  ["a host as a number", route("match: { host: 5 }"), /^routes\[0\]\.match\.host/],
+  ["a bad host in a list", route("match: { host: [a.test, 'b c'] }"), /^routes\[0\]\.match\.host/],
+  [
+    "a regex that does not compile",
+    route(`match: { headers: { x-user: "/(beta/" } }`),
+    /^routes\[0\]\.match\.headers\.x-user: is not a valid regular expression: /,
+  ],
+  [
+    "a regex with unknown flags",
+    route(`match: { headers: { x-user: "/a/zz" } }`),
+    /^routes\[0\]\.match\.headers\.x-user: is not a valid regular expression: /,
+  ],
+  ["stripPrefix as text", route("stripPrefix: yes please"), /^routes\[0\]\.stripPrefix: Expected/],
+  ["stripPrefix without a path", route("stripPrefix: true"), /^routes\[0\]\.stripPrefix: needs/],
+  [
+    "CR LF in a header value to set",
+    route(`headers: { request: { set: { x-a: "a\\r\\nx-b: 1" } } }`),
+    /^routes\[0\]\.headers\.request\.set\.x-a: must not contain CR, LF or NUL/,
+  ],
+  [
+    "NUL in a response header value",
+    route(`headers: { response: { set: { x-a: "a\\0" } } }`),
+    /^routes\[0\]\.headers\.response\.set\.x-a: must not contain CR, LF or NUL/,
+  ],
+  [
+    "a huge header value",
+    route(`headers: { request: { set: { x-a: "${"v".repeat(10_000)}" } } }`),
+    /^routes\[0\]\.headers\.request\.set\.x-a: String must contain at most 8192/,
+  ],
+  [
+    "setting Content-Length",
+    route(`headers: { request: { set: { Content-Length: "5" } } }`),
+    /^routes\[0\]\.headers\.request\.set\.Content-Length: frames the message/,
+  ],
+  [
+    "removing Transfer-Encoding",
+    route(`headers: { request: { remove: [transfer-encoding] } }`),
+    /^routes\[0\]\.headers\.request\.remove\[0\]: frames the message/,
+  ],
+  [
+    "setting Connection on the answer",
+    route(`headers: { response: { set: { connection: close } } }`),
+    /^routes\[0\]\.headers\.response\.set\.connection: frames the message/,
+  ],
+  ["an unknown header direction", route("headers: { both: {} }"), /unknown key "both"/],
+  ["a route name with spaces", route("name: my route"), /^routes\[0\]\.name: must be 1-64/],
+  [
+    "two routes with one name",
+    `${POOLS}routes: [{ name: a, pool: web }, { name: a, pool: api }]`,
+    /^routes\[1\]\.name: duplicate route name "a"/,
+  ],
+  [
+    "a rate limit keyed on nothing known",
+    route("rateLimit: { rate: 5, key: cookie:x }"),
+    /^routes\[0\]\.rateLimit\.key: must be ip, route or header:NAME/,
+  ],
+  ["a zero rate", route("rateLimit: { rate: 0 }"), /^routes\[0\]\.rateLimit\.rate/],
+  ["a zero period", route("rateLimit: { rate: 5, per: 0 }"), /^routes\[0\]\.rateLimit\.per/],
+];
+
+Deno.test("each broken pools or routes section is refused with one line per problem naming its field", async (t) => {
+  for (const [what, text, mentions] of BROKEN_ROUTING) {
+    await t.step(what, () => {
+      const e = expectRefused(text, what);
+      assert.ok(
+        e.problems.some((p) => mentions.test(p)),
+        `${what}: no problem matches ${mentions}:\n${e.problems.join("\n")}`,
+      );
+    });
+  }
+});
