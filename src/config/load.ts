@@ -24,11 +24,35 @@ export class ConfigError extends Error {
   }
 }
 
-/** A field path as lb.yaml writes it: `backends[2].url`. */
+/** A field path as lb.yaml writes it: `backends[2].url`, or `pools["a b"]` for an odd key. */
 export function formatPath(path: (string | number)[]): string {
   let out = "";
-  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
+  for (const p of path) {
+    if (typeof p === "number") out += `[${p}]`;
+    else if (!PLAIN_KEY.test(p)) out += `[${quoted(p)}]`;
+    else out += out ? `.${p}` : p;
+  }
   return out || "(top level)";
+}
+
+/** A key that reads plainly after a dot: 1-64 printable characters, no space, dot, bracket or quote. */
+// deno-lint-ignore no-control-regex
+const PLAIN_KEY = /^[^\s.\[\]"\x00-\x1f\x7f]{1,64}$/;
+
+/** A key quoted on one line, cut after `max` characters. */
+function quoted(s: string, max = 64): string {
+  return oneLine(JSON.stringify(s.length > max ? `${s.slice(0, max)}…` : s));
+}
+
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/** `s` with line breaks and other control characters escaped as in JSON, so it stays one line. */
+function oneLine(s: string): string {
+  return s.replace(
+    // deno-lint-ignore no-control-regex
+    /[\x00-\x1f\x7f\u2028\u2029]/g,
+    (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /** Checks `raw` against `schema`; problems are lines like `backends[0].url: …`. */
@@ -44,11 +68,12 @@ export function schemaProblems<T>(
 function describeIssue(i: z.ZodIssue): string {
   if (i.code === "unrecognized_keys") {
     const where = i.path.length ? `${formatPath(i.path)}: ` : "";
-    const keys = i.keys.map((k) => `"${k}"`).join(", ");
+    const keys = i.keys.map((k) => quoted(k)).join(", ");
     return `${where}unknown key${i.keys.length > 1 ? "s" : ""} ${keys}`;
   }
   // Messages may quote the offending value: keep a pasted blob from flooding the terminal.
-  const msg = i.message.length > 200 ? `${i.message.slice(0, 200)}…` : i.message;
+  // A message may quote the key or value too (a regex's own error does): on one line.
+  const msg = oneLine(i.message.length > 200 ? `${i.message.slice(0, 200)}…` : i.message);
   return `${formatPath(i.path)}: ${msg}`;
 }
 

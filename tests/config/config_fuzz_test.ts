@@ -6,6 +6,9 @@
 import assert from "node:assert/strict";
 import YAML from "yaml";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { routingTable } from "../../src/cli/check.ts";
+import { resolvePools, resolveRoutes } from "../../src/config/pools.ts";
+import { Router, shadowed } from "../../src/routing/router.ts";
 import { prng } from "../_stack.ts";
 
 const VALID = `
@@ -321,6 +324,16 @@ const BROKEN_ROUTING: [string, string, RegExp][] = [
     `pools: { "a/b": { backends: [{ url: "http://a:1" }] } }`,
     /^pools\.a\/b: must be 1-64 letters/,
   ],
+  [
+    "a pool name with a line break",
+    `pools: { "a\\nb": { backends: [{ url: "http://a:1" }] } }`,
+    /^pools\["a\\nb"\]: must be 1-64 letters/,
+  ],
+  [
+    "a huge pool name",
+    `pools:\n  ? ${"p".repeat(3000)}\n  : { backends: [{ url: "http://a:1" }] }\n`,
+    /^pools\["p{64}…"\]: must be 1-64 letters/,
+  ],
   ["routes as a mapping", `${POOLS}routes: { pool: web }`, /^routes: Expected array/],
   ["a route without a pool", `${POOLS}routes: [{ match: { path: /a } }]`, /^routes\[0\]\.pool: /],
   ["a route's unknown key", route("poool: api"), /^routes\[0\]: unknown key "poool"/],
@@ -343,6 +356,11 @@ const BROKEN_ROUTING: [string, string, RegExp][] = [
     route(`match: { headers: { x-user: "/a/zz" } }`),
     /^routes\[0\]\.match\.headers\.x-user: is not a valid regular expression: /,
   ],
+  [
+    "a regex with a line break that does not compile",
+    route(`match: { headers: { x-user: "/(\\n/" } }`),
+    /^routes\[0\]\.match\.headers\.x-user: is not a valid regular expression: .*\\n/,
+  ],
   ["stripPrefix as text", route("stripPrefix: yes please"), /^routes\[0\]\.stripPrefix: Expected/],
   ["stripPrefix without a path", route("stripPrefix: true"), /^routes\[0\]\.stripPrefix: needs/],
   [
@@ -354,6 +372,11 @@ const BROKEN_ROUTING: [string, string, RegExp][] = [
     "NUL in a response header value",
     route(`headers: { response: { set: { x-a: "a\\0" } } }`),
     /^routes\[0\]\.headers\.response\.set\.x-a: must not contain CR, LF or NUL/,
+  ],
+  [
+    "CR LF in a header name to set",
+    route(`headers: { request: { set: { "x\\r\\ny": v } } }`),
+    /^routes\[0\]\.headers\.request\.set\["x\\r\\ny"\]: must be a header name/,
   ],
   [
     "a huge header value",
@@ -401,4 +424,157 @@ Deno.test("each broken pools or routes section is refused with one line per prob
       );
     });
   }
+});
+
+const VALID_ROUTED = `
+pools:
+  web:
+    backends: [{ url: "http://127.0.0.1:9001", name: w1 }, { url: "http://127.0.0.1:9002" }]
+    sticky: { cookie: lb_web, secret: "0123456789abcdef" }
+  api:
+    strategy: maglev
+    hash: { key: "header:x-user", tableSize: 251 }
+    timeouts: { header: 5s }
+    health: { path: /ready, interval: 1s }
+    outlier: { consecutive: 3 }
+    retry: { attempts: 2 }
+    panicMode: false
+    backends: [{ url: "http://127.0.0.1:9003", weight: 2, maxConnections: 10 }]
+routes:
+  - name: beta
+    match:
+      host: [api.example.com, "*.api.example.com"]
+      path: /v1/
+      method: [GET, POST]
+      headers: { x-user: "/^beta-\\\\d+$/i", x-tenant: acme }
+    pool: api
+    stripPrefix: true
+    headers:
+      request: { set: { x-route: beta }, remove: [x-debug] }
+      response: { set: { x-served-by: lb }, remove: [server] }
+    rateLimit: { rate: 100, per: 1s, burst: 200, key: "header:x-user", maxKeys: 1000 }
+  - { match: { path: /static }, pool: web, rateLimit: { rate: 10, key: route } }
+  - { pool: web }
+`;
+
+/** Values a routing section must survive: bad regexes, CR/LF, framing headers, huge text. */
+const ROUTING_VALUES: unknown[] = [
+  "/(/",
+  "/a/zz",
+  "/[z-a]/",
+  "/(a+)+$/",
+  "/x/gy",
+  "/\n(/",
+  "x\r\ny: 1",
+  "x\ny",
+  "a\0b",
+  "\u2028",
+  "content-length",
+  "Transfer-Encoding",
+  "connection",
+  "te",
+  "x".repeat(10_000),
+  "*.",
+  "*.*.a.test",
+  "api.test:80",
+  "http://api.test",
+  "/api/../x",
+  "/a?b=1",
+  "//",
+  "__proto__",
+  "get",
+  "header:",
+  "header:x-user",
+  "route",
+  "web",
+  "api",
+  0,
+  -1,
+  1e9,
+  1.5,
+  true,
+  null,
+  [],
+  {},
+  [[]],
+];
+
+/** Keys a routing section must survive: line breaks, framing headers, huge, reserved. */
+const ROUTING_KEYS = [
+  "a\nb",
+  "x\r\n",
+  "content-length",
+  "X-Ok",
+  "__proto__",
+  "constructor",
+  "",
+  " ",
+  "k".repeat(300),
+  "pool",
+  "match",
+  "stripPrefix",
+  "set",
+];
+
+/** `pools…`, `routes…` or `backends…` as formatPath writes a field (dotted, [index], ["odd key"]), then the problem. */
+const FIELD_PROBLEM = /^(pools|routes|backends)(\.[^\s.[\]"]+|\[\d+\]|\["(?:[^"\\]|\\.)*"\])*: \S/;
+
+/** Sets `obj[key] = value` as an own property, even for `__proto__`. */
+function put(obj: Record<string | number, unknown>, key: string | number, value: unknown): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** One random change under `pools` or `routes` of `doc`. */
+function mutateRouting(doc: Record<string, unknown>, r: () => number): void {
+  const all = paths(doc).filter((p) => p[0] === "pools" || p[0] === "routes");
+  const p = all[Math.floor(r() * all.length)];
+  let parent: Record<string | number, unknown> = doc;
+  for (const seg of p.slice(0, -1)) parent = parent[seg] as Record<string | number, unknown>;
+  const last = p[p.length - 1];
+  const op = r();
+  const hostile = () => ROUTING_VALUES[Math.floor(r() * ROUTING_VALUES.length)];
+  if (op < 0.5) put(parent, last, hostile());
+  else if (op < 0.65) put(parent, last, randomValue(r));
+  else if (op < 0.75) delete parent[last];
+  else {
+    const target = parent[last];
+    const into = target && typeof target === "object" ? target as Record<string, unknown> : parent;
+    put(into, ROUTING_KEYS[Math.floor(r() * ROUTING_KEYS.length)], r() < 0.7 ? hostile() : {});
+  }
+}
+
+Deno.test("seeded mutations of pools and routes either load (and compile into a router) or fail with one line per problem naming its field", () => {
+  const base = YAML.parse(VALID_ROUTED);
+  const valid = parseConfig(VALID_ROUTED);
+  assert.equal(resolveRoutes(valid).length, 3, "the starting point is valid");
+  const r = prng(20261212);
+  const deadline = Date.now() + 3000;
+  let tried = 0;
+  let refused = 0;
+  for (; tried < 3000 && Date.now() < deadline; tried++) {
+    const doc = structuredClone(base);
+    for (let k = 0; k < 1 + Math.floor(r() * 3); k++) mutateRouting(doc, r);
+    const text = YAML.stringify(doc);
+    const what = `mutation #${tried}:\n${text.slice(0, 600)}`;
+    let config;
+    try {
+      config = parseConfig(text, "fuzz.yaml");
+    } catch (e) {
+      refused++;
+      assertClearError(e, what);
+      for (const p of (e as ConfigError).problems) {
+        assert.match(p, FIELD_PROBLEM, `${what}\nproblem: ${p}`);
+      }
+      continue;
+    }
+    // What the loader accepted, lb must be able to build and print.
+    const routes = resolveRoutes(config);
+    assert.equal(resolvePools(config).length, Object.keys(config.pools ?? { d: 0 }).length);
+    new Router(routes, (x) => x.pool);
+    shadowed(routes);
+    routingTable(routes);
+  }
+  assert.ok(tried >= 300, `only ${tried} mutations in the time box`);
+  assert.ok(refused > tried / 2, `only ${refused} of ${tried} mutations were refused`);
+  assert.ok(refused < tried, "no mutation was accepted: the fuzz only probes refusals");
 });
