@@ -7,15 +7,23 @@
 import { z } from "zod";
 import { duration } from "./units.ts";
 
+/**
+ * Pool names and header names are keys of objects in lb.yaml. zod checks a key named
+ * `__proto__` and then leaves it out of the object it returns, so a pool or a header
+ * condition of that name would vanish without a word: it is refused instead.
+ */
+const notProto = [(s: string) => s !== "__proto__", "is reserved (use another name)"] as const;
+
 /** Names of pools and routes: they appear in metrics labels, URLs and logs. */
 export const nameSchema = z.string({ invalid_type_error: "must be a string" })
-  .regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 letters, digits, . _ or -");
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 letters, digits, . _ or -")
+  .refine(...notProto);
 
 const TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
 /** An HTTP field name (RFC 9110 token), lower-cased. */
 export const headerNameSchema = z.string().regex(TOKEN, "must be a header name (a token)")
-  .transform((s) => s.toLowerCase());
+  .transform((s) => s.toLowerCase()).refine(...notProto);
 
 /**
  * Header names a rule may not set or remove: they frame the message or belong to the

@@ -334,6 +334,11 @@ const BROKEN_ROUTING: [string, string, RegExp][] = [
     `pools:\n  ? ${"p".repeat(3000)}\n  : { backends: [{ url: "http://a:1" }] }\n`,
     /^pools\["p{64}…"\]: must be 1-64 letters/,
   ],
+  [
+    "a pool named __proto__ (JavaScript objects drop it silently)",
+    `pools:\n  __proto__: { backends: [{ url: "http://a:1" }] }\n  web: { backends: [{ url: "http://a:2" }] }\nroutes: [{ pool: web }]`,
+    /^pools\.__proto__: is reserved/,
+  ],
   ["routes as a mapping", `${POOLS}routes: { pool: web }`, /^routes: Expected array/],
   ["a route without a pool", `${POOLS}routes: [{ match: { path: /a } }]`, /^routes\[0\]\.pool: /],
   ["a route's unknown key", route("poool: api"), /^routes\[0\]: unknown key "poool"/],
@@ -360,6 +365,16 @@ const BROKEN_ROUTING: [string, string, RegExp][] = [
     "a regex with a line break that does not compile",
     route(`match: { headers: { x-user: "/(\\n/" } }`),
     /^routes\[0\]\.match\.headers\.x-user: is not a valid regular expression: .*\\n/,
+  ],
+  [
+    "a header match named __proto__ (it would vanish and the route match more)",
+    route(`match: { headers: { __proto__: "x" } }`),
+    /^routes\[0\]\.match\.headers\.__proto__: is reserved/,
+  ],
+  [
+    "a header rule named __proto__",
+    route(`headers: { request: { set: { __proto__: "x" } } }`),
+    /^routes\[0\]\.headers\.request\.set\.__proto__: is reserved/,
   ],
   ["stripPrefix as text", route("stripPrefix: yes please"), /^routes\[0\]\.stripPrefix: Expected/],
   ["stripPrefix without a path", route("stripPrefix: true"), /^routes\[0\]\.stripPrefix: needs/],
