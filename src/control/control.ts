@@ -77,9 +77,10 @@ export class Control {
     this.logger = opts.logger;
     this.stateFile = opts.stateFile;
     this.random = opts.random;
-    this.drains = new Drains(opts.drainPollMs ?? 100, (s, reason) => {
-      this.logger.event("admin", `${s.id} removed (${reason})`, {
+    this.drains = new Drains(opts.drainPollMs ?? 100, (s, pool, reason) => {
+      this.logger.event("admin", `${this.#where(pool)}${s.id} removed (${reason})`, {
         action: "removed",
+        pool: pool.name,
         server: s.id,
       });
       this.notify();
@@ -242,7 +243,7 @@ export class Control {
       await this.save();
       return s;
     }
-    this.drains.start(pool.servers, s, `removed by admin (${who})`);
+    this.drains.start(pool, s, `removed by admin (${who})`);
     const message = `${
       this.#where(pool)
     }removing ${s.id}: draining ${s.inflight} in-flight requests`;
@@ -280,7 +281,7 @@ export class Control {
    * connections) once nothing is in flight on it. No route names it any more.
    */
   retire(pool: PoolRuntime): void {
-    for (const s of pool.servers.servers) this.drains.start(pool.servers, s, "pool removed");
+    for (const s of pool.servers.servers) this.drains.start(pool, s, "pool removed");
     const t = setInterval(() => {
       if (pool.servers.servers.length > 0) return;
       clearInterval(t);

@@ -2,8 +2,8 @@
  * Servers on their way out: drained at once (no new requests), then removed from the pool
  * once nothing is in flight on them. Used by the admin API's DELETE and by reload.
  */
-import type { ServerPool } from "../balancing/pool.ts";
 import type { Server } from "../balancing/server.ts";
+import type { PoolRuntime } from "../routing/pool_runtime.ts";
 
 export class Drains {
   #removing = new Map<Server, ReturnType<typeof setInterval>>();
@@ -12,7 +12,7 @@ export class Drains {
   constructor(
     readonly pollMs: number,
     /** Runs when a drained server has left its pool. */
-    readonly onRemoved: (s: Server, reason: string) => void,
+    readonly onRemoved: (s: Server, pool: PoolRuntime, reason: string) => void,
   ) {}
 
   /** Whether `s` has been removed and is draining before it goes. */
@@ -21,13 +21,14 @@ export class Drains {
   }
 
   /** Drains `s` and removes it from `pool` once nothing is in flight (or never, after close). */
-  start(pool: ServerPool, s: Server, reason: string): void {
+  start(pool: PoolRuntime, s: Server, reason: string): void {
     if (this.#removing.has(s) || this.#closed) return;
-    pool.setAdminState(s, "draining", reason);
+    const servers = pool.servers;
+    servers.setAdminState(s, "draining", reason);
     const finish = () => {
       if (!this.cancel(s)) return;
-      if (pool.get(s.id) === s) pool.removeServer(s.id);
-      this.onRemoved(s, reason);
+      if (servers.get(s.id) === s) servers.removeServer(s.id);
+      this.onRemoved(s, pool, reason);
     };
     this.#removing.set(s, setInterval(() => s.inflight <= 0 && finish(), this.pollMs));
     if (s.inflight <= 0) queueMicrotask(finish);

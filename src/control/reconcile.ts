@@ -71,7 +71,7 @@ function removeUnwanted(
   for (const s of pool.servers.servers) {
     const b = wanted.get(s.id);
     if ((b && backendIdentity(b).origin === s.url) || control.drains.has(s)) continue;
-    control.drains.start(pool.servers, s, "removed from the config");
+    control.drains.start(pool, s, "removed from the config");
     changes.push(`removing ${s.id} (draining)`);
   }
   return changes;

@@ -138,14 +138,16 @@ Deno.test("PATCH, POST, DELETE and PUT under /api/pools/:pool change that pool o
     const webAfter = (await call(st.admin, "GET", "/api/pools/web")).json;
     const servers = (p: any) => p.servers.map((s: any) => [s.id, s.url, s.weight, s.state]);
     assert.deepEqual(servers(webAfter), servers(webBefore));
-    const changes = st.log.filter((l) => l.kind === "admin" && l.action !== "removed")
-      .map((l) => [l.action, l.pool, l.server]);
+    const changes = st.log.filter((l) => l.kind === "admin").map((
+      l,
+    ) => [l.action, l.pool, l.server]);
     assert.deepEqual(changes, [
       ["update", "api", "backend-3"],
       ["add", "api", "backend-1"],
       ["update", "api", "backend-1"],
       ["strategy", "web", undefined],
       ["remove", "api", "backend-4"],
+      ["removed", "api", "backend-4"],
     ]);
   } finally {
     await st.close();
@@ -373,5 +375,29 @@ Deno.test("the new paths answer methods they do not take with 405 and Allow", as
     assert.equal(await shape(st.admin), before);
   } finally {
     await st.close();
+  }
+});
+
+Deno.test("the line saying a removed server has left names its pool, where two pools have a server of that id", async () => {
+  const st = await startTwoPools();
+  const extra = await startDemoBackend({ port: 0, index: 9 });
+  try {
+    const add = await call(st.admin, "POST", "/api/pools/api/servers", {
+      url: extra.url,
+      name: "backend-1",
+    });
+    assert.equal(add.status, 201);
+    assert.equal((await call(st.admin, "DELETE", "/api/pools/api/servers/backend-1")).status, 202);
+    const gone = (await until(
+      () => st.log.find((l) => l.kind === "admin" && l.action === "removed"),
+      "the removed line",
+    ))!;
+    assert.equal(gone.pool, "api");
+    assert.equal(gone.server, "backend-1");
+    assert.match(String(gone.message), /^api: backend-1 removed \(removed by admin/);
+    assert.ok(st.lb.pools.get("web")!.servers.get("backend-1"), "web's backend-1 stays");
+  } finally {
+    await st.close();
+    await extra.close();
   }
 });
