@@ -155,20 +155,24 @@ Deno.test("PATCH, POST, DELETE and PUT under /api/pools/:pool change that pool o
   }
 });
 
+/** Every route that acts on one pool's servers or strategy, under `prefix`, with a good body. */
+function onePoolRoutes(prefix: string): [string, string, unknown?][] {
+  return [
+    ["GET", `${prefix}/servers`],
+    ["POST", `${prefix}/servers`, { url: "http://127.0.0.1:1" }],
+    ["GET", `${prefix}/servers/backend-1`],
+    ["PATCH", `${prefix}/servers/backend-1`, { weight: 2 }],
+    ["DELETE", `${prefix}/servers/backend-1`],
+    ["GET", `${prefix}/strategy`],
+    ["PUT", `${prefix}/strategy`, { name: "random" }],
+  ];
+}
+
 Deno.test("an unknown pool is a 404 that names it, on every path under /api/pools", async () => {
   const st = await startTwoPools();
   try {
     const before = await shape(st.admin);
-    const cases: [string, string, unknown?][] = [
-      ["GET", "/api/pools/nope"],
-      ["GET", "/api/pools/nope/servers"],
-      ["POST", "/api/pools/nope/servers", { url: "http://127.0.0.1:1" }],
-      ["GET", "/api/pools/nope/servers/backend-1"],
-      ["PATCH", "/api/pools/nope/servers/backend-1", { weight: 2 }],
-      ["DELETE", "/api/pools/nope/servers/backend-1"],
-      ["GET", "/api/pools/nope/strategy"],
-      ["PUT", "/api/pools/nope/strategy", { name: "random" }],
-    ];
+    const cases = [["GET", "/api/pools/nope"], ...onePoolRoutes("/api/pools/nope")] as const;
     for (const [method, path, body] of cases) {
       const r = await call(st.admin, method, path, body);
       assert.equal(r.status, 404, `${method} ${path}`);
@@ -189,15 +193,7 @@ Deno.test("/api/servers and /api/strategy answer 409 naming the pools when there
   const st = await startTwoPools();
   try {
     const before = await shape(st.admin);
-    const cases: [string, string, unknown?][] = [
-      ["GET", "/api/servers"],
-      ["POST", "/api/servers", { url: "http://127.0.0.1:1" }],
-      ["GET", "/api/servers/backend-1"],
-      ["PATCH", "/api/servers/backend-1", { weight: 2 }],
-      ["DELETE", "/api/servers/backend-1"],
-      ["GET", "/api/strategy"],
-      ["PUT", "/api/strategy", { name: "random" }],
-    ];
+    const cases = onePoolRoutes("/api");
     for (const [method, path, body] of cases) {
       const r = await call(st.admin, method, path, body);
       assert.equal(r.status, 409, `${method} ${path}`);
