@@ -9,7 +9,7 @@ import { createMetrics, type LbMetrics } from "./admin/metrics.ts";
 import type { Balancer } from "./balancing/balancer.ts";
 import type { ServerPool } from "./balancing/pool.ts";
 import type { Config } from "./config/schema.ts";
-import { Control } from "./control/control.ts";
+import { Control, restoreAdminStates } from "./control/control.ts";
 import { applyStateFile } from "./control/overlay.ts";
 import { type ConfigLoader, createReloader, type ReloadResult } from "./control/reload.ts";
 import { readStateFile, resolveStateFilePath } from "./control/state_file.ts";
@@ -119,7 +119,7 @@ function build(opts: LbOptions): Parts {
   const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret);
   const metrics = createMetrics({ pools, version: denoJson.version });
   const control = new Control({ pools, config: base, logger, stateFile, random: opts.random });
-  for (const a of applied.pools) control.restore(pools.get(a.pool.name)!, a.adminStates);
+  for (const a of applied.pools) restoreAdminStates(pools.get(a.pool.name)!, a.adminStates);
   // A sticky secret made up now is kept at once, so a restart (or a --workers worker, which
   // reads the file as it starts) signs cookies with the same one.
   const generated = applied.stickySecret === undefined && control.overlay().stickySecret;

@@ -28,8 +28,9 @@ export class ControlError extends Error {
 }
 
 /**
- * The admin states the state file kept, set on a pool that takes no traffic yet: at start,
- * and for `lb route --offline`, which must see the pools as a start would build them.
+ * The admin states the state file kept, set on a pool that takes no traffic yet (so nothing
+ * is logged): at start, for a pool a reload adds, and for `lb route --offline`, which must
+ * see the pools as a start would build them.
  */
 export function restoreAdminStates(
   pool: PoolRuntime,
@@ -269,11 +270,6 @@ export class Control {
     }
     const fields = { pool: pool.name, from, to: name, hash: options.hash };
     await this.#done(who, "strategy", `${this.#where(pool)}strategy ${from} → ${name}`, fields);
-  }
-
-  /** At start: the admin states the state file kept (before any traffic, so nothing is logged). */
-  restore(pool: PoolRuntime, adminStates: ReadonlyMap<string, AdminState>): void {
-    restoreAdminStates(pool, adminStates);
   }
 
   /**

@@ -12,7 +12,7 @@ import type { Server } from "../balancing/server.ts";
 import { backendIdentity, type BackendSpec } from "../config/backend.ts";
 import type { PoolConfig } from "../config/pools.ts";
 import { initiallyHealthy, type PoolRuntime } from "../routing/pool_runtime.ts";
-import type { Control } from "./control.ts";
+import { type Control, restoreAdminStates } from "./control.ts";
 import { adminStateOf, type Applied, type AppliedPool, sameHash } from "./overlay.ts";
 
 /** Applies `applied` to `control`'s pools and routes; returns what changed. */
@@ -29,7 +29,7 @@ export function reconcile(control: Control, applied: Applied): string[] {
       continue;
     }
     const p = pools.add(a.pool);
-    control.restore(p, a.adminStates);
+    restoreAdminStates(p, a.adminStates);
     p.start(control.logger, control.random);
     changes.push(
       `added pool ${p.name} (${p.servers.servers.length} servers, ${p.settings.strategy})`,
