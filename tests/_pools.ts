@@ -13,19 +13,21 @@ import { createLogger } from "../src/log.ts";
 export type PoolBackends = Record<string, DemoBackend[]>;
 
 /**
- * Starts `sizes[pool]` demo backends for each pool; backend-1… go to the first pool, the
- * next numbers to the next, and so on.
+ * Starts `sizes[pool]` demo backends for each pool; backend-1… (from `opts.first`) go to
+ * the first pool, the next numbers to the next, and so on.
  */
 export async function startPoolBackends(
   sizes: Record<string, number>,
-  opts: { latencyMs?: number } = {},
+  opts: { latencyMs?: number; first?: number } = {},
 ): Promise<{ pools: PoolBackends; close(): Promise<void> }> {
   const out: PoolBackends = {};
-  let index = 0;
+  let index = (opts.first ?? 1) - 1;
   for (const [pool, n] of Object.entries(sizes)) {
     out[pool] = [];
     for (let i = 0; i < n; i++) {
-      out[pool].push(await startDemoBackend({ port: 0, index: ++index, ...opts }));
+      out[pool].push(
+        await startDemoBackend({ port: 0, index: ++index, latencyMs: opts.latencyMs }),
+      );
     }
   }
   const all = Object.values(out).flat();

@@ -66,7 +66,7 @@ Deno.test("a reload that adds a pool and a route to it serves the new route at o
 
 Deno.test("a reload that removes a pool lets its in-flight requests finish, and its route is gone at once (404 no_route)", async () => {
   const b = await startPoolBackends({ web: 1 });
-  const slow = await startPoolBackends({ api: 1 }, { latencyMs: 300 });
+  const slow = await startPoolBackends({ api: 1 }, { latencyMs: 300, first: 2 });
   const routes = [
     { name: "api", match: { path: "/api/" }, pool: "api", stripPrefix: true },
     { name: "web", match: { path: "/web/" }, pool: "web" },
@@ -80,6 +80,7 @@ Deno.test("a reload that removes a pool lets its in-flight requests finish, and 
     // one still waiting for its headers.
     const streaming = await fetch(`${st.lb.url}/api/stream?bytes=100000&chunk=1000&delayMs=5`);
     assert.equal(streaming.status, 200);
+    assert.equal(streaming.headers.get("x-backend"), "backend-2");
     const waiting = fetch(`${st.lb.url}/api/slow`);
     await until(() => server.inflight === 2, "two requests in flight on the api pool");
 
@@ -95,7 +96,7 @@ Deno.test("a reload that removes a pool lets its in-flight requests finish, and 
 
     const res = await waiting;
     assert.equal(res.status, 200);
-    assert.equal((await res.json()).backend, "backend-1");
+    assert.equal((await res.json()).backend, "backend-2");
     assert.equal((await streaming.bytes()).byteLength, 100000);
     await until(() => api.servers.servers.length === 0, "the removed pool's server to leave");
   } finally {
