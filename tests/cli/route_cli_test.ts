@@ -205,61 +205,64 @@ Deno.test("lb route --offline explains a request from the files: route, pool, ba
 Deno.test("lb route asks a running lb serve and says it explains from it, with its live health", async () => {
   const backend = await startDemoBackend({ port: 0, index: 1 });
   const dead = `http://127.0.0.1:${freePort()}`;
-  await inTempDir(async (dir) => {
-    const adminPort = freePort();
-    const config = `${dir}/lb.yaml`;
-    // Health checks on the api pool find api-2 (nothing listens there) down.
-    await Deno.writeTextFile(
-      config,
-      routedYaml({ web: backend.url, api: [backend.url, dead] }, adminPort).replace(
-        "    strategy: least-conn\n",
-        "    strategy: least-conn\n    health: { enabled: true, interval: 50ms, timeout: 200ms, fall: 1 }\n",
-      ),
-    );
-    const serve = spawnLb(["serve", "--config", config, "--log-format", "text"]);
-    try {
-      const admin = `http://127.0.0.1:${adminPort}`;
-      await until(() => serve.out().includes(`admin listening on ${admin}`), "lb serve", 15_000);
-      await until(async () => {
-        const r = await call(admin, "GET", "/api/pools/api/servers/api-2");
-        return r.json.state === "unhealthy";
-      }, "api-2 to be found down");
-      const args = [
-        "route",
-        "--config",
+  try {
+    await inTempDir(async (dir) => {
+      const adminPort = freePort();
+      const config = `${dir}/lb.yaml`;
+      // Health checks on the api pool find api-2 (nothing listens there) down.
+      await Deno.writeTextFile(
         config,
-        "GET",
-        "http://x.api.test/api/a",
-        "-H",
-        "x-user: beta-1",
-      ];
-      const live = await lb(args);
-      assert.equal(live.code, 0, live.stderr);
-      assert.match(
-        live.stdout,
-        /^ {2}route {12}1 \(beta\)/m,
-        "the -H header reached the running lb",
-      );
-      assert.match(live.stdout, /^ {2}pool {13}api \(least-conn, 1 of 2 servers available\)$/m);
-      assert.match(live.stdout, /^ {2}server {11}api-1 \(/m);
-      assert.match(
-        live.stdout,
-        new RegExp(
-          `^ {2}explained from {3}the running lb at ${admin} \\(live health and load\\)$`,
-          "m",
+        routedYaml({ web: backend.url, api: [backend.url, dead] }, adminPort).replace(
+          "    strategy: least-conn\n",
+          "    strategy: least-conn\n    health: { enabled: true, interval: 50ms, timeout: 200ms, fall: 1 }\n",
         ),
       );
-      const offline = await lb(["route", "--offline", ...args.slice(1)]);
-      assert.match(offline.stdout, /2 of 2 servers available/);
-      assert.match(offline.stdout, /explained from {3}.*lb is not running there/);
-    } finally {
-      serve.child.kill("SIGTERM");
-      await serve.child.status;
-      await serve.reading;
-      await serve.errText;
-    }
-  });
-  await backend.close();
+      const serve = spawnLb(["serve", "--config", config, "--log-format", "text"]);
+      try {
+        const admin = `http://127.0.0.1:${adminPort}`;
+        await until(() => serve.out().includes(`admin listening on ${admin}`), "lb serve", 15_000);
+        await until(async () => {
+          const r = await call(admin, "GET", "/api/pools/api/servers/api-2");
+          return r.json.state === "unhealthy";
+        }, "api-2 to be found down");
+        const args = [
+          "route",
+          "--config",
+          config,
+          "GET",
+          "http://x.api.test/api/a",
+          "-H",
+          "x-user: beta-1",
+        ];
+        const live = await lb(args);
+        assert.equal(live.code, 0, live.stderr);
+        assert.match(
+          live.stdout,
+          /^ {2}route {12}1 \(beta\)/m,
+          "the -H header reached the running lb",
+        );
+        assert.match(live.stdout, /^ {2}pool {13}api \(least-conn, 1 of 2 servers available\)$/m);
+        assert.match(live.stdout, /^ {2}server {11}api-1 \(/m);
+        assert.match(
+          live.stdout,
+          new RegExp(
+            `^ {2}explained from {3}the running lb at ${admin} \\(live health and load\\)$`,
+            "m",
+          ),
+        );
+        const offline = await lb(["route", "--offline", ...args.slice(1)]);
+        assert.match(offline.stdout, /2 of 2 servers available/);
+        assert.match(offline.stdout, /explained from {3}.*lb is not running there/);
+      } finally {
+        serve.child.kill("SIGTERM");
+        await serve.child.status;
+        await serve.reading;
+        await serve.errText;
+      }
+    });
+  } finally {
+    await backend.close();
+  }
 });
 
 Deno.test("bad lb route command lines exit 2 with one line and the usage hint, never a stack trace", async () => {
