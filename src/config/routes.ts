@@ -78,12 +78,13 @@ const methodSchema = z.string().regex(/^[A-Z]{1,20}$/, "must be an upper-case me
  * A header match: an exact value, or `/regex/` (flags after the last slash, e.g. `/^a/i`).
  * Kept as written; the router compiles it.
  */
-const headerMatchSchema = z.string({ invalid_type_error: "must be a string" }).superRefine(
-  (v, ctx) => {
-    const re = regexOf(v);
-    if (re instanceof Error) ctx.addIssue({ code: "custom", message: re.message });
-  },
-);
+const headerMatchSchema = z.string({ invalid_type_error: "must be a string" }).max(8192)
+  .regex(/^[^\r\n\0]*$/, "must not contain CR, LF or NUL (no header value does)").superRefine(
+    (v, ctx) => {
+      const re = regexOf(v);
+      if (re instanceof Error) ctx.addIssue({ code: "custom", message: re.message });
+    },
+  );
 
 /** The RegExp a header match written as `/…/flags` stands for; undefined for an exact value. */
 export function regexOf(v: string): RegExp | undefined | Error {
@@ -97,9 +98,9 @@ export function regexOf(v: string): RegExp | undefined | Error {
 }
 
 const oneOrMore = <T extends z.ZodTypeAny>(t: T) =>
-  z.union([t, z.array(t).min(1, "must name at least one")]).transform((v) =>
-    (Array.isArray(v) ? v : [v]) as z.output<T>[]
-  );
+  z.union([t, z.array(t).min(1, "must name at least one")], {
+    errorMap: () => ({ message: "must be a string or a list of strings" }),
+  }).transform((v) => (Array.isArray(v) ? v : [v]) as z.output<T>[]);
 
 export const matchSchema = z.object({
   host: oneOrMore(hostPatternSchema).optional(),
