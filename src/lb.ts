@@ -32,6 +32,8 @@ export interface LbOptions {
    * none when there is no configSource.
    */
   stateFile?: string | false;
+  /** Read the state file but never write it: a --workers worker follows its parent's. */
+  followStateFile?: boolean;
   /** Share the traffic port with other lb processes (SO_REUSEPORT; `lb serve --workers`). */
   reusePort?: boolean;
 }
@@ -118,12 +120,16 @@ function build(opts: LbOptions): Parts {
   const secret = applied.stickySecret ?? newStickySecret();
   const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret);
   const metrics = createMetrics({ pools, version: denoJson.version });
-  const control = new Control({ pools, config: base, logger, stateFile, random: opts.random });
+  const control = new Control({
+    pools,
+    config: base,
+    logger,
+    stateFile,
+    follows: opts.followStateFile,
+    random: opts.random,
+  });
   for (const a of applied.pools) restoreAdminStates(pools.get(a.pool.name)!, a.adminStates);
-  // A sticky secret made up now is kept at once, so a restart (or a --workers worker, which
-  // reads the file as it starts) signs cookies with the same one.
-  const generated = applied.stickySecret === undefined && control.overlay().stickySecret;
-  const ready = generated ? control.save().catch(() => {}) : Promise.resolve();
+  const ready = control.keepStickySecret(applied.stickySecret);
   return { config, token, stateFile, logger, pools, metrics, control, ready };
 }
 

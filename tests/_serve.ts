@@ -16,6 +16,10 @@ export interface LbProcess {
   admin: string;
   /** The directory holding `lb.yaml` and `lb.state.json`. */
   dir: string;
+  /** `dir/lb.yaml`: write `serveYaml(…)` there and send SIGHUP to reload. */
+  configPath: string;
+  /** Sends `signal` to lb (SIGHUP reloads its config). */
+  kill(signal: Deno.Signal): void;
   /** Every JSON line lb printed so far. */
   lines: Record<string, unknown>[];
   /** SIGTERM, then waits for the exit; resolves to the exit code and stderr. Idempotent. */
@@ -98,6 +102,8 @@ export async function startLbProcess(
     url: urlOf("traffic")!,
     admin: urlOf("admin")!,
     dir,
+    configPath: config,
+    kill: (signal) => child.kill(signal),
     lines,
     stop,
     async close() {

@@ -46,6 +46,7 @@ export async function runLbUntilSignal(
     configSource: source,
     logger,
     stateFile: run.stateFile,
+    followStateFile: run.watchStateFile,
     reusePort: run.reusePort,
   });
   const pools = lb.pools.list.map((p) =>

@@ -52,6 +52,8 @@ export interface ControlOptions {
   logger: Logger;
   /** Where changes are persisted; undefined: nowhere. */
   stateFile?: string;
+  /** The state file is another process's (a --workers worker's parent): read, never written. */
+  follows?: boolean;
   /** How often a removed server is checked for in-flight requests (ms). Default 100. */
   drainPollMs?: number;
   /** For the jitter of the health loops of pools a reload adds. */
@@ -62,6 +64,7 @@ export class Control {
   readonly pools: Pools;
   readonly logger: Logger;
   readonly stateFile?: string;
+  readonly follows: boolean;
   readonly random?: () => number;
   /** The current base config (the config file as last loaded; reloads replace it). */
   config: Config;
@@ -77,6 +80,7 @@ export class Control {
     this.config = opts.config;
     this.logger = opts.logger;
     this.stateFile = opts.stateFile;
+    this.follows = opts.follows ?? false;
     this.random = opts.random;
     this.drains = new Drains(opts.drainPollMs ?? 100, (s, pool, reason) => {
       this.logger.event("admin", `${this.#where(pool)}${s.id} removed (${reason})`, {
@@ -172,6 +176,20 @@ export class Control {
       });
     this.#saving = next;
     return next;
+  }
+
+  /**
+   * Writes the state file now when a sticky pool signs its cookies with the secret lb made
+   * up (it has no `sticky.secret`) and the state file does not hold it yet (`held`, the
+   * file's `stickySecret` as read): a restart, or a --workers worker, then signs with the
+   * same one. Resolves once written; a failed write is logged and the secret kept in memory.
+   * A process that follows another's state file leaves it to that one.
+   */
+  keepStickySecret(held: string | undefined): Promise<void> {
+    if (this.follows || held !== undefined || !this.overlay().stickySecret) {
+      return Promise.resolve();
+    }
+    return this.save().catch(() => {});
   }
 
   /** How log lines name a pool: not at all for the one pool of a config without pools. */

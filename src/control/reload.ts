@@ -111,6 +111,9 @@ export function createReloader(control: Control, metrics?: LbMetrics): Reloader 
     const needsRestart = restartOnly(control, base, applied);
     const changes = reconcile(control, applied);
     control.config = base;
+    // A sticky pool this reload added signs with the secret made up at start, which the state
+    // file holds only if a sticky pool existed then.
+    await control.keepStickySecret(applied.stickySecret);
     control.notify();
     metrics?.reloaded(true);
     const what = changes.length ? changes.join("; ") : "no route, pool, server or strategy changes";

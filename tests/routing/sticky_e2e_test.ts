@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
-import { type LbProcess, startLbProcess } from "../_serve.ts";
+import { type LbProcess, serveYaml, startLbProcess } from "../_serve.ts";
 import { until } from "../_stack.ts";
 
 const COOKIE = "lb_srv";
@@ -266,6 +266,49 @@ Deno.test("a generated sticky secret is kept in the state file, so cookies survi
       }
       // Each lb generates its own: one without this state file knows none of the cookies.
       await withLb(yaml, (other) => assertRefused(other, tokens));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
+Deno.test("a sticky pool added by a reload keeps its generated secret in the state file, so its cookies survive a restart", async () => {
+  await withBackends(3, async (backends) => {
+    const dir = await Deno.makeTempDir({ prefix: "lb_sticky_" });
+    try {
+      const plain = `
+pools:
+  plain:
+    backends: [{ url: "${backends[0].url}" }]
+routes:
+  - pool: plain
+`;
+      // The same pool \`plain\`, and a new sticky pool \`web\` that takes every request.
+      const withWeb = stickyYaml(backends).replace(
+        "pools:\n",
+        `pools:
+  plain:
+    backends: [{ url: "${backends[0].url}" }]
+`,
+      );
+      const first = await startLbProcess(plain, { dir });
+      let tokens: Map<string, string>;
+      try {
+        assert.equal((await visit(first)).setCookie, undefined, "no sticky pool yet");
+        await Deno.writeTextFile(first.configPath, serveYaml(withWeb));
+        first.kill("SIGHUP");
+        await until(() => first.lines.some((l) => l.kind === "reload"), "the reload line");
+        tokens = await tokensPerServer(first, 3);
+        await until(() => stickySecretIn(dir), "the state file to keep the sticky secret", 2000);
+      } finally {
+        await first.close();
+      }
+      const second = await startLbProcess(withWeb, { dir });
+      try {
+        await assertAccepted(second, tokens);
+      } finally {
+        await second.close();
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
