@@ -49,6 +49,10 @@ export async function runLbUntilSignal(
     followStateFile: run.watchStateFile,
     reusePort: run.reusePort,
   });
+  // Signals are handled before lb says it listens: whoever started it may stop or reload it
+  // as soon as it reads the listen line, while `ready` may still be writing the state file.
+  const signalled = stopSignal();
+  const stopReloads = followReloads(lb, run, logger);
   const pools = lb.pools.list.map((p) =>
     `${p.name === "default" ? "" : `${p.name}: `}${p.balancer.strategy.name}, ` +
     `${p.servers.servers.length} backends`
@@ -70,8 +74,7 @@ export async function runLbUntilSignal(
   }
   await lb.ready;
   run.onStarted?.(lb);
-  const stopReloads = followReloads(lb, run, logger);
-  const signal = await stopSignal();
+  const signal = await signalled;
   stopReloads();
   logger.event(
     "shutdown",

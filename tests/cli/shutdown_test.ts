@@ -227,3 +227,83 @@ Deno.test("lb.shutdown waits for in-flight requests and stops the health loop", 
   assert.equal(slow.stats.health, checks);
   await slow.server.shutdown();
 });
+
+/**
+ * Starts `lb serve` on `yaml` and sends `signal` from inside the stdout reader, the moment
+ * the traffic listen line arrives (polling would give lb time it may not have). Resolves
+ * to the process, its JSON lines so far, and the stdout pump.
+ */
+async function signalOnListen(yaml: string, signal: Deno.Signal) {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/lb.yaml`, yaml);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "src/main.ts", "serve", "--config", `${dir}/lb.yaml`],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: Record<string, unknown>[] = [];
+  let url: string | undefined;
+  const reading = eachLine(child.stdout, (line) => {
+    const e = JSON.parse(line);
+    lines.push(e);
+    if (e.kind === "listen" && e.listener === "traffic" && url === undefined) {
+      url = e.url;
+      child.kill(signal);
+    }
+  });
+  const stderr = new Response(child.stderr).text();
+  return {
+    child,
+    lines,
+    url: () => url,
+    async finish() {
+      const s = await child.status;
+      await reading;
+      await Deno.remove(dir, { recursive: true });
+      return { code: s.code, stderr: await stderr };
+    },
+  };
+}
+
+Deno.test("SIGTERM or SIGHUP the moment lb says it listens is handled, even while lb stores a new sticky secret", async () => {
+  const backend = slowBackend(0);
+  // A sticky pool without a secret: lb writes the one it makes up before it is ready.
+  const yaml = `listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false, format: json }
+health: { enabled: false }
+pools:
+  web:
+    sticky: { cookie: srv }
+    backends: [{ url: "${backend.url}" }]
+routes:
+  - pool: web
+`;
+  try {
+    const term = await signalOnListen(yaml, "SIGTERM");
+    const t = await term.finish();
+    assert.equal(t.code, 0, `exit after an early SIGTERM: ${t.stderr}`);
+    assert.ok(term.lines.some((l) => l.kind === "shutdown" && l.message === "stopped"));
+
+    // SIGHUP reloads; unhandled, it would end the process.
+    const hup = await signalOnListen(yaml, "SIGHUP");
+    try {
+      await assertEventually(
+        () => hup.lines.some((l) => l.kind === "reload"),
+        10_000,
+        "the reload line",
+      );
+      const res = await fetch(`${hup.url()}/`);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    } finally {
+      hup.child.kill("SIGTERM");
+    }
+    const h = await hup.finish();
+    assert.equal(h.code, 0, `exit after SIGHUP, then SIGTERM: ${h.stderr}`);
+  } finally {
+    await backend.server.shutdown();
+  }
+});
