@@ -19,6 +19,7 @@ import { adminStateOf, type Applied, type AppliedPool, sameHash } from "./overla
 export function reconcile(control: Control, applied: Applied): string[] {
   const { pools } = control;
   const changes: string[] = [];
+  if (applied.stickySecret !== undefined) pools.setStickySecret(applied.stickySecret);
   const named = pools.size > 1 || applied.pools.length > 1;
   const wanted = new Set(applied.pools.map((a) => a.pool.name));
   for (const a of applied.pools) {

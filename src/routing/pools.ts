@@ -30,9 +30,28 @@ export class Pools {
   /** Rate limiters by route name, kept across a reload that leaves the route's limit as it was. */
   #limiters = new Map<string, { spec: string; limiter: RateLimiter }>();
 
-  constructor(configs: PoolConfig[], routes: RouteConfig[], readonly stickySecret: string) {
+  #stickySecret: string;
+
+  constructor(configs: PoolConfig[], routes: RouteConfig[], stickySecret: string) {
+    this.#stickySecret = stickySecret;
     for (const c of configs) this.add(c);
     this.setRoutes(routes);
+  }
+
+  /** The key of sticky cookies for pools whose settings give none. */
+  get stickySecret(): string {
+    return this.#stickySecret;
+  }
+
+  /**
+   * Takes the state file's sticky key (a --workers worker adopting the one its parent kept,
+   * after making up its own before any pool needed it): every pool without its own key signs
+   * with it from now on.
+   */
+  setStickySecret(secret: string): void {
+    if (secret === this.#stickySecret) return;
+    this.#stickySecret = secret;
+    for (const p of this.#pools.values()) p.sticky?.rekey(secret);
   }
 
   get router(): Router<RouteTarget> {
@@ -54,7 +73,7 @@ export class Pools {
 
   /** Builds a pool (its health loop is started by the caller). */
   add(cfg: PoolConfig): PoolRuntime {
-    const p = new PoolRuntime(cfg, this.stickySecret);
+    const p = new PoolRuntime(cfg, this.#stickySecret);
     this.#pools.set(cfg.name, p);
     return p;
   }

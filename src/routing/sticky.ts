@@ -34,6 +34,8 @@ export function newStickySecret(): string {
 
 export class Sticky {
   readonly cookie: string;
+  /** The pool's own `sticky.secret`, which nothing replaces. */
+  readonly #own: boolean;
   #secret: string;
   #tokens = new Map<string, string>(); // server id → cookie value
   #servers = new Map<string, string>(); // cookie value → server id
@@ -46,6 +48,7 @@ export class Sticky {
     readonly pool: ServerPool,
   ) {
     this.cookie = config.cookie;
+    this.#own = config.secret !== undefined;
     this.#secret = config.secret ?? secret;
     this.#rebuild();
     this.#unsubscribe = pool.subscribe((e) => e.type === "membership" && this.#rebuild());
@@ -60,6 +63,13 @@ export class Sticky {
       this.#tokens.set(s.id, token);
       this.#servers.set(token, s.id);
     }
+  }
+
+  /** Signs with lb's new key from now on, unless the pool has its own. */
+  rekey(secret: string): void {
+    if (this.#own || secret === this.#secret) return;
+    this.#secret = secret;
+    this.#rebuild();
   }
 
   /** The cookie value that names `s`. */

@@ -255,3 +255,55 @@ Deno.test("a pool's sticky cookie still pins its client after a restart: the gen
     await s.close();
   }
 });
+
+Deno.test("a --workers worker signs with the sticky key its parent keeps once a reload adds a sticky pool", async () => {
+  const b = await startPoolBackends({ web: 2 });
+  const urls = b.pools.web.map((x) => ({ url: x.url, name: x.name }));
+  const dir = await Deno.makeTempDir({ prefix: "lb_pools_state_" });
+  const path = `${dir}/lb.yaml`;
+  const base = {
+    listen: { port: 0 },
+    admin: { port: 0 },
+    health: { enabled: false },
+    log: { access: false },
+    pools: { web: { backends: urls } },
+  };
+  // The reload adds a sticky pool (making an existing pool sticky needs a restart).
+  const sticky = {
+    ...base,
+    pools: { web: { backends: urls }, shop: { backends: urls, sticky: { cookie: "lb_shop" } } },
+    routes: [{ match: { path: "/shop/" }, pool: "shop" }, { pool: "web" }],
+  };
+  await Deno.writeTextFile(path, JSON.stringify(base));
+  const config = parseConfig(JSON.stringify(base), path);
+  const parent = startLb({ config, configSource: path, logger: memoryLogger() });
+  const worker = startLb({
+    config: { ...config, admin: { ...config.admin, enabled: false } },
+    configSource: path,
+    followStateFile: true,
+    logger: memoryLogger(),
+  });
+  try {
+    await Deno.writeTextFile(path, JSON.stringify(sticky));
+    const next = parseConfig(JSON.stringify(sticky), path);
+    assert.ok((await parent.reload(next)).ok);
+    // The worker reloads once the parent has kept its key (it follows the state file).
+    assert.ok(readFile(`${dir}/lb.state.json`).stickySecret);
+    assert.ok((await worker.reload({ ...next, admin: { ...next.admin, enabled: false } })).ok);
+    const first = await fetch(parent.url + "/shop/");
+    await first.body?.cancel();
+    const cookie = first.headers.get("set-cookie")!.split(";")[0];
+    const backend = first.headers.get("x-backend");
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(worker.url + "/shop/", { headers: { cookie } });
+      await res.body?.cancel();
+      assert.equal(res.headers.get("x-backend"), backend, "the worker honours the parent's cookie");
+      assert.equal(res.headers.get("set-cookie"), null);
+    }
+  } finally {
+    await parent.shutdown(2000);
+    await worker.shutdown(2000);
+    await b.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
