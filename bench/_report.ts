@@ -219,6 +219,15 @@ export function checkTargets(
     }
   }
   {
+    const name = "lb with 100 routes within 5% of one route's req/s";
+    const routed = get("lb:round-robin+routes");
+    if (!rr || !routed) check(name, undefined, "needs lb:round-robin and lb:round-robin+routes");
+    else {
+      const r = ratio(routed, rr, "requestsPerSec");
+      check(name, r >= 0.95, `${fmtPct(r)} (median of per-round ratios)`);
+    }
+  }
+  {
     const name = "lb round-robin p99 ≤ 1.5 × nginx's p99";
     const r = rr?.ratios?.p99VsNginx;
     if (!rr || !nginx || r === undefined) {
