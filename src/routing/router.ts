@@ -113,6 +113,12 @@ export class Router<T> {
   readonly #byParent: Map<string, Candidates<T>>;
   /** Candidates for any other host, and for a request without Host. */
   readonly #hostless: Candidates<T>;
+  /**
+   * Some route reads the path: then the backend gets the normalised path the route was
+   * chosen by, never another spelling of it (a backend that reads `/static/../admin` its own
+   * way would otherwise serve what lb did not route).
+   */
+  readonly #pathRouting: boolean;
 
   /** Compiles `routes`; `target` maps each route to what it sends to (e.g. its pool). */
   constructor(routes: readonly RouteConfig[], target: (r: RouteConfig) => T) {
@@ -131,6 +137,7 @@ export class Router<T> {
     this.#byHost = candidates(compiled, hosts, (hs, h) => hs.some((p) => hostCovers(p, h)));
     this.#byParent = candidates(compiled, parents, (hs, p) => hs.includes(`*.${p}`));
     this.#hostless = indexed(compiled.filter((c) => !hasHosts(c.route.config)));
+    this.#pathRouting = compiled.some((c) => c.prefix !== undefined);
   }
 
   /**
@@ -163,7 +170,8 @@ export class Router<T> {
       }
       if (c.headers !== undefined && !headersMatch(c.headers, headers)) continue;
       // With c.strip, c.prefix and path are set: the prefix was checked above.
-      return { route: c.route, path: c.strip ? stripped(c.prefix!, path!, target) : target };
+      if (c.strip) return { route: c.route, path: stripped(c.prefix!, path!, target) };
+      return { route: c.route, path: this.#pathRouting ? normalTarget(target, path) : target };
     }
     return undefined;
   }
@@ -276,6 +284,15 @@ function headersMatch(checks: readonly HeaderCheck[], headers: Headers): boolean
     if (!c.re.test(v)) return false;
   }
   return true;
+}
+
+/** `target` with its path normalised (`path`, when already done), the query as sent. */
+function normalTarget(target: string, path: string | undefined): string {
+  const q = target.indexOf("?");
+  const raw = q < 0 ? target : target.slice(0, q);
+  const normal = path ?? normalizePath(raw);
+  if (normal === raw) return target;
+  return q < 0 ? normal : normal + target.slice(q);
 }
 
 /** The normalised path without `prefix`, starting with "/", and the original query. */

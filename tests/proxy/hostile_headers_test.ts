@@ -135,6 +135,31 @@ Deno.test("routing by host uses the authority the backend will see, not a Host t
   });
 });
 
+Deno.test("with path routes, a path spelled another way takes the route of its normal form and reaches the backend in that form", async () => {
+  const routes = [
+    "routes:",
+    "  - match: { path: /static/ }",
+    "    pool: default",
+    "    headers: { request: { set: { x-route: static } } }",
+    "  - pool: default",
+  ].join("\n");
+  await withLb(routes, async ({ send, lastSeen }) => {
+    const cases: [string, string, string | undefined][] = [
+      ["/static/../admin", "/admin", undefined],
+      ["/%73tatic/a?x=/../", "/static/a?x=/../", "static"],
+      ["/x/%2e%2e/static/b", "/static/b", "static"],
+      ["/static%2F..%2Fadmin", "/static%2F..%2Fadmin", undefined],
+    ];
+    for (const [target, seenPath, route] of cases) {
+      const r = await send(`GET ${target} HTTP/1.1\r\nHost: a.example\r\n\r\n`);
+      assert.equal(parseHead(r.text)?.status, 200, r.text);
+      const seen = lastSeen();
+      assert.equal(seen.line, `GET ${seenPath} HTTP/1.1`, target);
+      assert.deepEqual(seen.headers.get("x-route"), route && [route], target);
+    }
+  });
+});
+
 Deno.test("CONNECT gets 405 with Allow, and the bytes tunnelled after it reach no backend", async () => {
   await withLb("", async ({ url, be }) => {
     const res = await rawExchange(

@@ -218,10 +218,23 @@ Deno.test("all conditions of a route must hold at once", () => {
   assert.equal(pool(r, "/api/x", { ...ok, headers: {} }), undefined);
 });
 
-Deno.test("without stripPrefix the backend sees the target exactly as the client sent it", () => {
-  const r = router({ match: { path: "/static/" }, pool: "static" });
+Deno.test("a table that routes by path forwards the normalised path it routed by, the query as sent", () => {
+  const r = router({ match: { path: "/static/" }, pool: "static" }, { pool: "other" });
   const m = r.match("GET", "example.com", "/static/a/../%7eb?x=%2e", new Headers());
-  assert.equal(m?.path, "/static/a/../%7eb?x=%2e");
+  assert.equal(m?.path, "/static/~b?x=%2e");
+  // Matched by the catch-all after normalising: the backend sees the path lb routed by.
+  const o = r.match("GET", "example.com", "/static/../admin?x=/../", new Headers());
+  assert.deepEqual([o?.route.target, o?.path], ["other", "/admin?x=/../"]);
+  const plain = r.match("GET", "example.com", "/static/x?y=1", new Headers());
+  assert.equal(plain?.path, "/static/x?y=1");
+});
+
+Deno.test("a table that never reads the path forwards the target exactly as the client sent it", () => {
+  const r = router({ match: { host: "a.example" }, pool: "a" }, { pool: "other" });
+  for (const target of ["/a/../b?x=%2e", "/%7e/./x", "//x/%2F.."]) {
+    assert.equal(r.match("GET", "a.example", target, new Headers())?.path, target);
+    assert.equal(r.match("GET", "b.example", target, new Headers())?.path, target);
+  }
 });
 
 Deno.test("stripPrefix removes the prefix from the normalised path and keeps the query", () => {
