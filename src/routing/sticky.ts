@@ -16,10 +16,14 @@ import type { ServerPool } from "../balancing/pool.ts";
 import type { Server } from "../balancing/server.ts";
 import type { StickyConfig } from "../config/sections.ts";
 
-/** The value of cookie `name` in a Cookie header, or "" (the first one, as browsers send them). */
+/**
+ * The value of cookie `name` in a Cookie header, or "" (the first one, as browsers send
+ * them). Cookies are split at `;` and at `,` too: HTTP/2 may send one Cookie field per
+ * cookie, which Headers joins with ", ", and no cookie value may hold a comma (RFC 6265).
+ */
 export function cookieValue(header: string | null, name: string): string {
   if (header === null) return "";
-  for (const part of header.split(";")) {
+  for (const part of header.split(/[;,]/)) {
     const eq = part.indexOf("=");
     if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
   }
