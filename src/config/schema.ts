@@ -8,6 +8,7 @@ import { parseCidr } from "../proxy/cidr.ts";
 import { backendSchema } from "./backend.ts";
 import { backendListSchema, poolSchema, refineTopology } from "./pools.ts";
 import { nameSchema, routeSchema } from "./routes.ts";
+import { certFilesSchema, listenTlsSchema } from "./tls.ts";
 import { hashSchema, strategyNameSchema } from "./strategy.ts";
 import { duration, size } from "./units.ts";
 import {
@@ -35,7 +36,15 @@ export const ConfigSchema = z.object({
   listen: z.object({
     host: host.default("127.0.0.1"),
     port: port.default(8000),
-  }).strict().default({}),
+    /** HTTPS on this listener (see tls.ts); without it, plain HTTP. */
+    tls: listenTlsSchema.optional(),
+    /** A plaintext port on the same host that answers 308 to https (and ACME http-01). */
+    redirectHttp: port.optional(),
+  }).strict().superRefine((l, ctx) => {
+    if (l.redirectHttp !== undefined && !l.tls) {
+      ctx.addIssue({ code: "custom", path: ["redirectHttp"], message: "needs listen.tls" });
+    }
+  }).default({}),
   strategy: strategyNameSchema.default("round-robin"),
   hash: hashSchema,
   /** The servers of the one pool of a config without `pools` (default: the demo servers). */
@@ -69,6 +78,8 @@ export const ConfigSchema = z.object({
     port: port.default(8001),
     token: z.string().min(16, "must be at least 16 characters").optional(),
     stateFile: z.string().optional(),
+    /** HTTPS for the admin listener. */
+    tls: certFilesSchema.optional(),
   }).strict().default({}),
   log: z.object({
     format: z.enum(["auto", "json", "text"]).default("auto"),

@@ -60,7 +60,25 @@ function parsedBy(parse: (v: string | number) => number) {
   });
 }
 
+/**
+ * Parses a long span in whole seconds: `365d`, `12h`, `90m`, `3600s` or a bare number of
+ * seconds (HSTS max-age), not limited like timer durations.
+ */
+export function parseSeconds(v: string | number): number {
+  if (typeof v === "number") {
+    if (!Number.isInteger(v) || v < 0) throw new Error(`must be a whole number of seconds ≥ 0`);
+    return v;
+  }
+  const m = /^\s*(\d+)\s*(s|m|h|d)?\s*$/.exec(v);
+  if (!m) throw new Error(`"${v}" is not a span of time (use e.g. 365d, 12h, 3600s)`);
+  const n = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] ?? "s"]!;
+  if (n > 10 * 365 * 86_400) throw new Error(`"${v}" is too long: at most 3650d`);
+  return n;
+}
+
 /** A duration field: milliseconds once parsed. */
 export const duration = parsedBy(parseDuration);
 /** A size field: bytes once parsed. */
 export const size = parsedBy(parseSize);
+/** A long span in whole seconds (`365d`). */
+export const seconds = parsedBy(parseSeconds);
