@@ -17,6 +17,11 @@ import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./
 import { createTrafficApp } from "./proxy/handler.ts";
 import { Pools } from "./routing/pools.ts";
 import { newStickySecret } from "./routing/sticky.ts";
+import type { CertFiles } from "./config/tls.ts";
+import { Listener } from "./listener.ts";
+import { Certificates } from "./tls/certificate.ts";
+import { ChallengeStore, redirectHandler } from "./tls/redirect.ts";
+import { reloadCertificates, startCertificate } from "./tls/serving.ts";
 
 export interface LbOptions {
   config: Config;
@@ -47,10 +52,14 @@ export interface Lb {
   /** The first pool's balancer. */
   readonly balancer: Balancer;
   readonly logger: Logger;
-  /** `http://host:port` of the traffic listener. */
+  /** `http(s)://host:port` of the traffic listener. */
   readonly url: string;
-  /** `http://host:port` of the admin listener (undefined when disabled). */
+  /** `http(s)://host:port` of the admin listener (undefined when disabled). */
   readonly adminUrl?: string;
+  /** `http://host:port` of the HTTP→HTTPS redirect listener (`listen.redirectHttp`). */
+  readonly redirectUrl?: string;
+  /** The certificates the listeners serve. */
+  readonly certificates: Certificates;
   /** Where admin API changes are persisted (undefined: nowhere). */
   readonly stateFile?: string;
   readonly metrics: LbMetrics;
@@ -76,6 +85,9 @@ interface Parts {
   metrics: LbMetrics;
   control: Control;
   ready: Promise<void>;
+  certificates: Certificates;
+  /** http-01 challenges the redirect listener answers. */
+  challenges: ChallengeStore;
 }
 
 export function startLb(opts: LbOptions): Lb {
@@ -91,18 +103,53 @@ export function startLb(opts: LbOptions): Lb {
       ? (rec) => (parts.metrics.observe(rec), onRequest(rec))
       : parts.metrics.observe,
   });
-  const { host, port } = config.listen;
-  const trafficServer = listen("traffic", host, port, traffic.fetch, logger, opts.reusePort);
-  let admin: { app: AdminApp; server: Deno.HttpServer<Deno.NetAddr> } | undefined;
+  const { host, port, tls, redirectHttp } = config.listen;
+  const started: Listeners = {};
   try {
-    admin = config.admin.enabled ? startAdmin(parts) : undefined;
+    const trafficTls = tls?.cert
+      ? startCertificate(parts.certificates, logger, "traffic", tls as CertFiles)
+      : undefined;
+    started.traffic = new Listener({
+      what: "traffic",
+      host,
+      port,
+      handler: traffic.fetch,
+      logger,
+      reusePort: opts.reusePort,
+      tls: trafficTls,
+    });
+    if (redirectHttp !== undefined) {
+      const httpsPort = started.traffic.port;
+      started.redirect = new Listener({
+        what: "the HTTP redirect",
+        host,
+        port: redirectHttp,
+        handler: redirectHandler(() => httpsPort, parts.challenges),
+        logger,
+        reusePort: opts.reusePort,
+      });
+    }
+    if (config.admin.enabled) started.admin = startAdmin(parts);
   } catch (e) {
-    trafficServer.shutdown();
+    void closeListeners(started);
+    parts.certificates.close();
     void pools.close();
     throw e;
   }
   for (const p of pools.list) p.start(logger, opts.random);
-  return handle(parts, trafficServer, admin);
+  return handle(parts, started as Required<Pick<Listeners, "traffic">> & Listeners);
+}
+
+/** The listeners of one lb. */
+interface Listeners {
+  traffic?: Listener;
+  redirect?: Listener;
+  admin?: { app: AdminApp; listener: Listener };
+}
+
+async function closeListeners(l: Listeners): Promise<void> {
+  l.admin?.app.close();
+  await Promise.all([l.traffic?.shutdown(), l.redirect?.shutdown(), l.admin?.listener.shutdown()]);
 }
 
 /** Config (with the state file over it), logger, pool, strategy, metrics, control, upstream. */
@@ -130,11 +177,27 @@ function build(opts: LbOptions): Parts {
   });
   for (const a of applied.pools) restoreAdminStates(pools.get(a.pool.name)!, a.adminStates);
   const ready = control.keepStickySecret(applied.stickySecret);
-  return { config, token, stateFile, logger, pools, metrics, control, ready };
+  const certificates = new Certificates(logger);
+  const challenges = new ChallengeStore();
+  return {
+    config,
+    token,
+    stateFile,
+    logger,
+    pools,
+    metrics,
+    control,
+    ready,
+    certificates,
+    challenges,
+  };
 }
 
-function startAdmin(parts: Parts): { app: AdminApp; server: Deno.HttpServer<Deno.NetAddr> } {
+function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
   const { config, logger } = parts;
+  const tls = config.admin.tls
+    ? startCertificate(parts.certificates, logger, "admin", config.admin.tls)
+    : undefined;
   const app = createAdminApp({
     logger,
     version: denoJson.version,
@@ -144,10 +207,9 @@ function startAdmin(parts: Parts): { app: AdminApp; server: Deno.HttpServer<Deno
     token: parts.token,
   });
   try {
-    return {
-      app,
-      server: listen("the admin API", config.admin.host, config.admin.port, app.fetch, logger),
-    };
+    const { host, port } = config.admin;
+    const what = "the admin API";
+    return { app, listener: new Listener({ what, host, port, handler: app.fetch, logger, tls }) };
   } catch (e) {
     app.close();
     throw e;
@@ -155,22 +217,29 @@ function startAdmin(parts: Parts): { app: AdminApp; server: Deno.HttpServer<Deno
 }
 
 /** The running lb as its callers see it, and its shutdown. */
-function handle(
-  parts: Parts,
-  trafficServer: Deno.HttpServer<Deno.NetAddr>,
-  admin: { app: AdminApp; server: Deno.HttpServer<Deno.NetAddr> } | undefined,
-): Lb {
+function handle(parts: Parts, listeners: Listeners & { traffic: Listener }): Lb {
   const { config, control, metrics } = parts;
   const reloader = createReloader(control, metrics);
   let stopping: Promise<boolean> | undefined;
+  const { traffic, admin } = listeners;
   const shutdown = async (graceMs: number) => {
-    const inTime = await withTimeout(trafficServer.shutdown(), graceMs);
+    const inTime = await withTimeout(traffic.shutdown(), graceMs);
     control.close();
-    admin?.app.close();
-    await admin?.server.shutdown();
+    parts.certificates.close();
+    // The traffic listener had its grace above; what is still in flight there is cut.
+    await closeListeners({ ...listeners, traffic: undefined });
     await parts.pools.close();
     parts.logger.flush();
     return inTime;
+  };
+  const reload = async (next: ConfigLoader, why: string) => {
+    const r = await reloader.reload(next, why);
+    if (r.ok) {
+      r.changes.push(
+        ...reloadCertificates(parts.certificates, parts.logger, listeners, control.config),
+      );
+    }
+    return r;
   };
   return {
     get config() {
@@ -185,11 +254,13 @@ function handle(
     },
     logger: parts.logger,
     ready: parts.ready,
-    url: urlOf(trafficServer.addr),
-    adminUrl: admin ? urlOf(admin.server.addr) : undefined,
+    url: traffic.url,
+    adminUrl: admin?.listener.url,
+    redirectUrl: listeners.redirect?.url,
+    certificates: parts.certificates,
     stateFile: parts.stateFile,
     metrics,
-    reload: (next, why = "reload") => reloader.reload(next, why),
+    reload: (next, why = "reload") => reload(next, why),
     shutdown: (graceMs = config.shutdownTimeout) => stopping ??= shutdown(graceMs),
   };
 }
@@ -202,39 +273,5 @@ async function withTimeout(p: Promise<unknown>, ms: number): Promise<boolean> {
     return await Promise.race([p.then(() => true), late]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-function urlOf(addr: Deno.NetAddr): string {
-  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  return `http://${host}:${addr.port}`;
-}
-
-/** Listens on host:port, with a clear error when the port is taken. */
-function listen(
-  what: string,
-  host: string,
-  port: number,
-  handler: Deno.ServeHandler<Deno.NetAddr>,
-  logger: Logger,
-  reusePort = false,
-): Deno.HttpServer<Deno.NetAddr> {
-  // Deno's default onError prints a stack trace, e.g. for every response body that fails
-  // because a backend died mid-body (already in the access log): one line is enough.
-  const onError = (e: unknown) => {
-    logger.error(`${what}: ${e instanceof Error ? e.message : String(e)}`);
-    return new Response("internal error\n", { status: 500 });
-  };
-  try {
-    return Deno.serve({ hostname: host, port, reusePort, onListen() {}, onError }, handler);
-  } catch (e) {
-    const where = `cannot listen for ${what} on ${host}:${port}`;
-    if (e instanceof Deno.errors.AddrInUse) {
-      throw new Error(`${where}: the address is already in use`);
-    }
-    if (e instanceof Deno.errors.AddrNotAvailable || e instanceof Deno.errors.PermissionDenied) {
-      throw new Error(`${where}: ${(e as Error).message}`);
-    }
-    throw e;
   }
 }

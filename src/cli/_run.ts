@@ -66,6 +66,12 @@ export async function runLbUntilSignal(
   for (const w of shadowWarnings(lb.pools.router.routes.map((r) => r.config))) {
     logger.event("config", `warning: ${w}`);
   }
+  if (lb.redirectUrl) {
+    logger.event("listen", `lb redirecting ${lb.redirectUrl} to https`, {
+      listener: "redirect",
+      url: lb.redirectUrl,
+    });
+  }
   if (lb.adminUrl) {
     logger.event("listen", `lb admin listening on ${lb.adminUrl}`, {
       listener: "admin",

@@ -26,6 +26,8 @@ Flags (override the config file):
   --backend URL         a backend origin such as http://127.0.0.1:9001; repeat for more;
                         replaces the config file's backend list
   --admin-port N        admin listen port (default 8001; 0 = any free port)
+  --tls-cert FILE       serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain…
+  --tls-key FILE        …and this key (both, or neither; they replace listen.tls)
   --log-format F        json or text (default: text on a terminal, json otherwise)
   --watch               reload when the config file changes (SIGHUP always reloads)
   --workers N           run N lb processes sharing the traffic port (Linux, SO_REUSEPORT;
@@ -58,6 +60,8 @@ export function parseServeFlags(
     port: { type: "string" },
     backend: { type: "string", multiple: true },
     "admin-port": { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
     "log-format": { type: "string" },
     watch: { type: "boolean" },
     workers: { type: "string" },
@@ -76,6 +80,11 @@ export function parseServeFlags(
       );
     }
   }
+  const cert = values["tls-cert"];
+  const key = values["tls-key"];
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together", command);
+  }
   const workers = intFlag(values.workers, "--workers", command, 1, 64) ?? 1;
   if (workers > 1 && Deno.build.os !== "linux") {
     throw new UsageError("--workers needs Linux (SO_REUSEPORT spreads connections there)", command);
@@ -92,6 +101,7 @@ export function parseServeFlags(
       backends: values.backend,
       adminPort: intFlag(values["admin-port"], "--admin-port", command, 0, 65535),
       logFormat,
+      ...(cert !== undefined && { tls: { cert, key: key! } }),
     },
   };
 }

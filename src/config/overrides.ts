@@ -10,6 +10,8 @@ export interface ConfigOverrides {
   backends?: string[];
   adminPort?: number;
   logFormat?: "json" | "text";
+  /** `--tls-cert` and `--tls-key`: HTTPS with these files (instead of the file's tls). */
+  tls?: { cert: string; key: string };
 }
 
 /** Applies overrides and re-validates, so a bad flag value is reported like a bad file value. */
@@ -43,8 +45,10 @@ export function applyOverrides(
     ]);
   }
   if (o.strategy !== undefined) out.strategy = o.strategy;
-  if (o.host !== undefined || o.port !== undefined) {
-    out.listen = { ...config.listen, ...strip({ host: o.host, port: o.port }) };
+  if (o.host !== undefined || o.port !== undefined || o.tls !== undefined) {
+    const hsts = config.listen.tls?.hsts;
+    const tls = o.tls ? { ...o.tls, ...(hsts !== undefined && { hsts }) } : undefined;
+    out.listen = { ...config.listen, ...strip({ host: o.host, port: o.port, tls }) };
   }
   if (o.backends !== undefined) out.backends = o.backends.map((url) => ({ url }));
   if (o.adminPort !== undefined) out.admin = { ...config.admin, port: o.adminPort };

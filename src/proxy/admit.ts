@@ -28,7 +28,7 @@ export function admit(px: ProxyContext, req: Request, info: ConnInfo): Flight | 
     peer,
     trusted,
     requestId,
-    proto: "http",
+    proto: px.secure ? "https" : "http",
     underscores: px.config.underscoreHeaders,
     underscored: 0,
   };

@@ -31,6 +31,10 @@ export interface ProxyContext {
   readonly isTrusted: (ip: string) => boolean;
   readonly guard: Guard;
   readonly limiter: ConcurrencyLimiter;
+  /** The traffic listener serves HTTPS: X-Forwarded-Proto https, sticky cookies `Secure`. */
+  readonly secure: boolean;
+  /** The Strict-Transport-Security value lb adds to every answer, if any (`listen.tls.hsts`). */
+  readonly hsts: string | undefined;
 }
 
 export function proxyContext(deps: TrafficDeps): ProxyContext {
@@ -42,7 +46,9 @@ export function proxyContext(deps: TrafficDeps): ProxyContext {
     onRequest: deps.onRequest,
     random: deps.random ?? Math.random,
     isTrusted: cidrMatcher(config.trustedProxies),
-    guard: createGuard(config.limits),
+    guard: createGuard(config.limits, Date.now, { tls: config.listen.tls !== undefined }),
     limiter: new ConcurrencyLimiter(config.limits),
+    secure: config.listen.tls !== undefined,
+    hsts: config.listen.tls?.hsts === undefined ? undefined : `max-age=${config.listen.tls.hsts}`,
   };
 }

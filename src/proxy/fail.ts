@@ -44,6 +44,7 @@ export function fail(px: ProxyContext, f: Flight, failure: Failure, server?: Ser
   }
   const headers: Record<string, string> = { ...failure.headers };
   if (close) headers.connection = "close";
+  if (px.hsts !== undefined) headers["strict-transport-security"] = px.hsts;
   return errorResponse(status, code, message, f.requestId, headers);
 }
 

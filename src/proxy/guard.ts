@@ -89,7 +89,12 @@ export type Guard = (
  * if (refused) return fail(px, flight, refused);
  * ```
  */
-export function createGuard(limits: GuardLimits, now: () => number = Date.now): Guard {
+export function createGuard(
+  limits: GuardLimits,
+  now: () => number = Date.now,
+  opts: { tls?: boolean } = {},
+): Guard {
+  const tls = opts.tls === true;
   /** "address|port" of refused connections → until when they stay refused. */
   const poisoned = new Map<string, number>();
   return (req, peer, upstream) => {
@@ -106,7 +111,7 @@ export function createGuard(limits: GuardLimits, now: () => number = Date.now): 
         poisoned.delete(key);
       }
     }
-    const refused = checkMethod(req) ?? checkHost(req.url, upstream) ??
+    const refused = checkMethod(req) ?? checkHost(req.url, upstream, tls) ??
       checkFraming(req.headers, upstream) ?? checkLimits(req.url, upstream, limits);
     if (refused && key !== undefined) {
       poisoned.delete(key);
@@ -123,15 +128,24 @@ function checkMethod(req: Request): Failure | undefined {
   return new Failure("method_not_allowed", message, { allow: ALLOW });
 }
 
-/** Host (RFC 9112 §3.2); Deno has already refused two Host lines. */
-function checkHost(url: string, upstream: Record<string, string>): Failure | undefined {
+/**
+ * Host (RFC 9112 §3.2); Deno has already refused two Host lines. `tls`: on a TLS listener
+ * most requests are HTTP/2, whose :authority Deno puts in the URL without a Host header, so
+ * `localhost:<port>` there is a client's own authority (Deno reports an HTTP/1.1 request
+ * without Host the same way, and the two cannot be told apart).
+ */
+function checkHost(
+  url: string,
+  upstream: Record<string, string>,
+  tls: boolean,
+): Failure | undefined {
   const authority = authorityOf(url);
   // Host and Content-Length are read from `upstream` (a plain object, cheaper than Headers).
   const host = upstream["host"] ?? null;
   if (host === null) {
     // No Host line: Deno fills req.url with localhost:<port>. An absolute-form target or an
     // HTTP/2 :authority names the authority instead; anything else is a request without one.
-    if (authority.startsWith("localhost:") || authority === "localhost") {
+    if (!tls && (authority.startsWith("localhost:") || authority === "localhost")) {
       return new Failure("bad_request", "the request has no Host header");
     }
   } else if (!validHost(host)) {

@@ -35,7 +35,7 @@ export interface ForwardInfo {
   /** Whether the socket peer is a trusted proxy whose X-Forwarded-* may be kept. */
   trusted: boolean;
   requestId: string;
-  /** `http` (lb listens on plain HTTP). */
+  /** `https` when the traffic listener serves TLS, else `http`. */
   proto: string;
   /**
    * Header names with `_`: `keep` forwards them; `drop` and `reject` leave them out (the

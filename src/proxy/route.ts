@@ -69,13 +69,22 @@ export function answerHeaders(f: Flight, server: Server, headers: [string, strin
   }
   const sticky = f.pool.sticky;
   if (sticky !== undefined && sticky.tokenOf(server) !== f.stickyToken) {
-    const cookie = sticky.setCookie(server, false);
+    const cookie = sticky.setCookie(server, f.px.secure);
     if (cookie !== undefined) headers.push(["set-cookie", cookie]);
   }
+  if (f.px.hsts !== undefined) setHeader(headers, "strict-transport-security", f.px.hsts);
   if (t.limiter !== undefined && f.rate !== undefined) {
     headers.push(["ratelimit-policy", t.limiter.policyHeader], [
       "ratelimit",
       t.limiter.header(f.rate),
     ]);
   }
+}
+
+/** Sets `name` (lower case) to `value` in a [name, value] list, replacing any it had. */
+function setHeader(headers: [string, string][], name: string, value: string): void {
+  let j = 0;
+  for (let i = 0; i < headers.length; i++) if (headers[i][0] !== name) headers[j++] = headers[i];
+  headers.length = j;
+  headers.push([name, value]);
 }
