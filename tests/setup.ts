@@ -1,9 +1,9 @@
 /**
  * Run by `deno task test` before the suite: makes sure the real tools the tests drive are
  * here (Chromium for the dashboard, promtool for metrics, slowhttptest, nghttp, ss, nginx
- * and HAProxy for the benchmark configs). On a Debian machine as root it installs what is
- * missing with apt-get; elsewhere it names the packages and exits 1, so a test never
- * silently skips a tool.
+ * and HAProxy for the benchmark configs, pebble with its pebble-challtestsrv and openssl for
+ * the ACME tests). On a Debian machine as root it installs what is missing with apt-get;
+ * elsewhere it names the packages and exits 1, so a test never silently skips a tool.
  */
 const TOOLS: [command: string, pkg: string][] = [
   ["/usr/bin/chromium", "chromium"],
@@ -13,6 +13,9 @@ const TOOLS: [command: string, pkg: string][] = [
   ["ss", "iproute2"],
   ["nginx", "nginx-light"],
   ["haproxy", "haproxy"],
+  ["pebble", "pebble"],
+  ["pebble-challtestsrv", "pebble"],
+  ["openssl", "openssl"],
 ];
 
 async function has(cmd: string): Promise<boolean> {
@@ -43,7 +46,9 @@ async function run(cmd: string, args: string[]): Promise<boolean> {
 }
 
 const missing: string[] = [];
-for (const [cmd, pkg] of TOOLS) if (!(await has(cmd))) missing.push(pkg);
+for (const [cmd, pkg] of TOOLS) {
+  if (!missing.includes(pkg) && !(await has(cmd))) missing.push(pkg);
+}
 if (missing.length > 0) {
   const canApt = Deno.uid?.() === 0 && await has("apt-get");
   if (!canApt) {
