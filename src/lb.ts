@@ -17,10 +17,12 @@ import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./
 import { createTrafficApp } from "./proxy/handler.ts";
 import { Pools } from "./routing/pools.ts";
 import { newStickySecret } from "./routing/sticky.ts";
-import type { CertFiles } from "./config/tls.ts";
+import type { AcmeConfig, CertFiles } from "./config/tls.ts";
 import { Listener } from "./listener.ts";
 import { Certificates } from "./tls/certificate.ts";
-import { ChallengeStore, redirectHandler } from "./tls/redirect.ts";
+import { AcmeManager, ChallengeStore } from "./tls/acme.ts";
+import type { PemPair } from "./tls/certificate.ts";
+import { redirectHandler } from "./tls/redirect.ts";
 import { reloadCertificates, startCertificate } from "./tls/serving.ts";
 
 export interface LbOptions {
@@ -52,7 +54,10 @@ export interface Lb {
   /** The first pool's balancer. */
   readonly balancer: Balancer;
   readonly logger: Logger;
-  /** `http(s)://host:port` of the traffic listener. */
+  /**
+   * `http(s)://host:port` of the traffic listener; "" while an ACME lb waits for its first
+   * certificate (see `ready`).
+   */
   readonly url: string;
   /** `http(s)://host:port` of the admin listener (undefined when disabled). */
   readonly adminUrl?: string;
@@ -63,7 +68,10 @@ export interface Lb {
   /** Where admin API changes are persisted (undefined: nowhere). */
   readonly stateFile?: string;
   readonly metrics: LbMetrics;
-  /** Settles once what lb writes at start (a new sticky secret in the state file) is on disk. */
+  /**
+   * Settles once what lb does at start is done: a new sticky secret is on disk, and with
+   * ACME the first certificate is served (or its order failed, which is logged and retried).
+   */
   readonly ready: Promise<void>;
   /** Applies a new config live (see control/reload.ts); never rejects, logs what it did. */
   reload(next: ConfigLoader, why?: string): Promise<ReloadResult>;
@@ -103,41 +111,93 @@ export function startLb(opts: LbOptions): Lb {
       ? (rec) => (parts.metrics.observe(rec), onRequest(rec))
       : parts.metrics.observe,
   });
-  const { host, port, tls, redirectHttp } = config.listen;
-  const started: Listeners = {};
+  let started: Listeners;
   try {
-    const trafficTls = tls?.cert
-      ? startCertificate(parts.certificates, logger, "traffic", tls as CertFiles)
-      : undefined;
-    started.traffic = new Listener({
-      what: "traffic",
-      host,
-      port,
-      handler: traffic.fetch,
-      logger,
-      reusePort: opts.reusePort,
-      tls: trafficTls,
-    });
-    if (redirectHttp !== undefined) {
-      const httpsPort = started.traffic.port;
-      started.redirect = new Listener({
-        what: "the HTTP redirect",
-        host,
-        port: redirectHttp,
-        handler: redirectHandler(() => httpsPort, parts.challenges),
-        logger,
-        reusePort: opts.reusePort,
-      });
-    }
-    if (config.admin.enabled) started.admin = startAdmin(parts);
+    started = startListeners(parts, traffic.fetch, opts.reusePort);
   } catch (e) {
-    void closeListeners(started);
     parts.certificates.close();
     void pools.close();
     throw e;
   }
   for (const p of pools.list) p.start(logger, opts.random);
-  return handle(parts, started as Required<Pick<Listeners, "traffic">> & Listeners);
+  return handle(parts, started);
+}
+
+/**
+ * The listeners, in the order they need each other: the redirect listener first (it answers
+ * the ACME CA's http-01 requests), then traffic, then admin. With ACME, the traffic listener
+ * starts once the first certificate is installed (at once when one is stored).
+ */
+function startListeners(
+  parts: Parts,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  reusePort: boolean | undefined,
+): Listeners {
+  const { config, logger, certificates } = parts;
+  const { host, port, tls, redirectHttp } = config.listen;
+  const started: Listeners = {};
+  const startTraffic = (pair: PemPair | undefined) =>
+    started.traffic = new Listener({
+      what: "traffic",
+      host,
+      port,
+      handler,
+      logger,
+      reusePort,
+      tls: pair,
+    });
+  try {
+    if (redirectHttp !== undefined) {
+      const httpsPort = () => started.traffic?.port ?? port;
+      started.redirect = new Listener({
+        what: "the HTTP redirect",
+        host,
+        port: redirectHttp,
+        handler: redirectHandler(httpsPort, parts.challenges),
+        logger,
+        reusePort,
+      });
+    }
+    if (tls?.acme) {
+      started.acme = startAcme(parts, tls.acme, (pair) => {
+        if (started.traffic) started.traffic.swapCertificate(pair);
+        else startTraffic(pair);
+      });
+    } else {
+      startTraffic(
+        tls ? startCertificate(certificates, logger, "traffic", tls as CertFiles) : undefined,
+      );
+    }
+    if (config.admin.enabled) started.admin = startAdmin(parts);
+    return started;
+  } catch (e) {
+    void closeListeners(started);
+    throw e;
+  }
+}
+
+/** Certificates from ACME: each one checked, then served (`serve` starts or swaps the listener). */
+function startAcme(
+  parts: Parts,
+  config: AcmeConfig,
+  serve: (pair: PemPair) => void,
+): { manager: AcmeManager; first: Promise<void> } {
+  const { logger, certificates } = parts;
+  const manager = new AcmeManager({
+    config,
+    challenges: parts.challenges,
+    log: logger,
+    install(pair, why) {
+      certificates.accept("traffic", pair, `ACME, ${why}`);
+      serve(pair);
+    },
+  });
+  const first = manager.start().catch((e) => {
+    logger.error(
+      `listen.tls.acme: ${(e as Error).message}; HTTPS starts once a certificate is issued`,
+    );
+  });
+  return { manager, first };
 }
 
 /** The listeners of one lb. */
@@ -145,9 +205,12 @@ interface Listeners {
   traffic?: Listener;
   redirect?: Listener;
   admin?: { app: AdminApp; listener: Listener };
+  /** `listen.tls.acme`: the manager, and its first certificate's arrival. */
+  acme?: { manager: AcmeManager; first: Promise<void> };
 }
 
 async function closeListeners(l: Listeners): Promise<void> {
+  l.acme?.manager.stop();
   l.admin?.app.close();
   await Promise.all([l.traffic?.shutdown(), l.redirect?.shutdown(), l.admin?.listener.shutdown()]);
 }
@@ -217,13 +280,14 @@ function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
 }
 
 /** The running lb as its callers see it, and its shutdown. */
-function handle(parts: Parts, listeners: Listeners & { traffic: Listener }): Lb {
+function handle(parts: Parts, listeners: Listeners): Lb {
   const { config, control, metrics } = parts;
   const reloader = createReloader(control, metrics);
   let stopping: Promise<boolean> | undefined;
-  const { traffic, admin } = listeners;
+  const { admin } = listeners;
   const shutdown = async (graceMs: number) => {
-    const inTime = await withTimeout(traffic.shutdown(), graceMs);
+    listeners.acme?.manager.stop();
+    const inTime = await withTimeout(listeners.traffic?.shutdown() ?? Promise.resolve(), graceMs);
     control.close();
     parts.certificates.close();
     // The traffic listener had its grace above; what is still in flight there is cut.
@@ -253,8 +317,10 @@ function handle(parts: Parts, listeners: Listeners & { traffic: Listener }): Lb 
       return parts.pools.list[0].balancer;
     },
     logger: parts.logger,
-    ready: parts.ready,
-    url: traffic.url,
+    ready: Promise.all([parts.ready, listeners.acme?.first]).then(() => {}),
+    get url() {
+      return listeners.traffic?.url ?? "";
+    },
     adminUrl: admin?.listener.url,
     redirectUrl: listeners.redirect?.url,
     certificates: parts.certificates,

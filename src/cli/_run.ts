@@ -53,13 +53,15 @@ export async function runLbUntilSignal(
   // as soon as it reads the listen line, while `ready` may still be writing the state file.
   const signalled = stopSignal();
   const stopReloads = followReloads(lb, run, logger);
+  await lb.ready;
   const pools = lb.pools.list.map((p) =>
     `${p.name === "default" ? "" : `${p.name}: `}${p.balancer.strategy.name}, ` +
     `${p.servers.servers.length} backends`
   );
   const routes = lb.pools.router.routes.length;
   const what = `${pools.join("; ")}${lb.pools.size > 1 ? `; ${routes} routes` : ""}`;
-  logger.event("listen", `lb traffic listening on ${lb.url} (${what}, config: ${source})`, {
+  const url = lb.url || "(HTTPS once the ACME certificate is issued)";
+  logger.event("listen", `lb traffic listening on ${url} (${what}, config: ${source})`, {
     listener: "traffic",
     url: lb.url,
   });
@@ -78,7 +80,6 @@ export async function runLbUntilSignal(
       url: lb.adminUrl,
     });
   }
-  await lb.ready;
   run.onStarted?.(lb);
   const signal = await signalled;
   stopReloads();

@@ -18,8 +18,13 @@ export interface CertInfo {
   serial: string;
   /** The DNS names of the subjectAltName extension, lower-cased, in certificate order. */
   domains: string[];
+  /** Every name it is for: DNS names and IP addresses, in certificate order. */
+  names: string[];
+  issuer: string;
   notBefore: Date;
   notAfter: Date;
+  /** SHA-256 fingerprint of the leaf, to tell certificates apart in logs. */
+  fingerprint: string;
 }
 
 /** Why a chain or key cannot be used; `message` is one sentence for the log. */
@@ -58,9 +63,19 @@ export function certInfo(pair: PemPair): CertInfo {
     subject: leaf.subject.replaceAll("\n", ", "),
     serial: leaf.serialNumber.toUpperCase(),
     domains: dnsNames(leaf.subjectAltName),
+    names: allNames(leaf.subjectAltName),
+    issuer: leaf.issuer.replaceAll("\n", ", "),
     notBefore: new Date(leaf.validFrom),
     notAfter: new Date(leaf.validTo),
+    fingerprint: leaf.fingerprint256,
   };
+}
+
+/** `DNS:a.example, IP Address:10.0.0.1` → `["a.example", "10.0.0.1"]`. */
+function allNames(san: string | undefined): string[] {
+  if (san === undefined) return [];
+  return san.split(/,\s*/).filter((n) => n.startsWith("DNS:") || n.startsWith("IP Address:"))
+    .map((n) => n.replace(/^DNS:|^IP Address:/, ""));
 }
 
 /** `DNS:a.example, IP Address:10.0.0.1, DNS:b.example` → `["a.example", "b.example"]`. */

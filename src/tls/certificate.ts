@@ -3,48 +3,23 @@
  * are used, so a broken one (unreadable, not PEM, a key that does not match, expired) is
  * refused with one line and the one in use stays.
  */
-import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readProblem } from "../config/load.ts";
+import { CertError, type CertInfo, certInfo, type PemPair } from "./cert_info.ts";
 
-/** A certificate chain and its private key, PEM. */
-export interface PemPair {
-  cert: string;
-  key: string;
-}
-
-/** What lb shows about a certificate (API, dashboard, metrics). */
-export interface CertInfo {
-  subject: string;
-  /** DNS names and IP addresses the certificate is for. */
-  names: string[];
-  issuer: string;
-  notBefore: Date;
-  notAfter: Date;
-  /** SHA-256 fingerprint of the leaf, to tell certificates apart in logs. */
-  fingerprint: string;
-}
+export type { CertInfo, PemPair };
 
 /** A certificate lb will not use: one line saying why. */
 export class CertificateError extends Error {}
 
 /** The leaf's details, or a CertificateError when `pair` cannot be served at `now`. */
 export function checkPair(pair: PemPair, now = Date.now()): CertInfo {
-  const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pair.cert);
-  if (!leafPem) throw new CertificateError("the certificate file holds no PEM certificate");
-  let leaf: X509Certificate;
+  let info: CertInfo;
   try {
-    leaf = new X509Certificate(leafPem[0]);
+    info = certInfo(pair);
   } catch (e) {
-    throw new CertificateError(`the certificate cannot be read: ${(e as Error).message}`);
+    if (e instanceof CertError) throw new CertificateError(e.message);
+    throw e;
   }
-  let matches: boolean;
-  try {
-    matches = leaf.checkPrivateKey(createPrivateKey(pair.key));
-  } catch (e) {
-    throw new CertificateError(`the key cannot be read: ${(e as Error).message}`);
-  }
-  if (!matches) throw new CertificateError("the key does not match the certificate");
-  const info = infoOf(leaf);
   if (info.notAfter.getTime() <= now) {
     throw new CertificateError(`the certificate expired on ${info.notAfter.toISOString()}`);
   }
@@ -54,20 +29,6 @@ export function checkPair(pair: PemPair, now = Date.now()): CertInfo {
     );
   }
   return info;
-}
-
-function infoOf(leaf: X509Certificate): CertInfo {
-  const names = (leaf.subjectAltName ?? "").split(",").map((s) => s.trim())
-    .filter((s) => s.startsWith("DNS:") || s.startsWith("IP Address:"))
-    .map((s) => s.replace(/^DNS:|^IP Address:/, ""));
-  return {
-    subject: leaf.subject.replace(/\n/g, ", "),
-    names,
-    issuer: leaf.issuer.replace(/\n/g, ", "),
-    notBefore: new Date(leaf.validFrom),
-    notAfter: new Date(leaf.validTo),
-    fingerprint: leaf.fingerprint256,
-  };
 }
 
 /** Reads a cert/key pair from files; a CertificateError naming the file that cannot be read. */

@@ -4,25 +4,8 @@
  * (`/.well-known/acme-challenge/<token>`, RFC 8555 §8.3) from the tokens lb has out.
  */
 import { targetOf } from "../proxy/admit.ts";
+import { challengeResponse, type ChallengeStore } from "./acme.ts";
 
-/** The key authorizations of the http-01 challenges lb is answering now, by token. */
-export class ChallengeStore {
-  #tokens = new Map<string, string>();
-
-  set(token: string, keyAuthorization: string): void {
-    this.#tokens.set(token, keyAuthorization);
-  }
-
-  get(token: string): string | undefined {
-    return this.#tokens.get(token);
-  }
-
-  delete(token: string): void {
-    this.#tokens.delete(token);
-  }
-}
-
-const CHALLENGE = "/.well-known/acme-challenge/";
 const HOST = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
 
 /** The redirect listener's handler; `httpsPort` is the TLS listener's port. */
@@ -31,12 +14,8 @@ export function redirectHandler(
   challenges: ChallengeStore,
 ): (req: Request) => Response {
   return (req) => {
-    const url = new URL(req.url);
-    if (url.pathname.startsWith(CHALLENGE)) {
-      const answer = challenges.get(url.pathname.slice(CHALLENGE.length));
-      if (answer === undefined) return text(404, "no such challenge\n");
-      return text(200, answer);
-    }
+    const challenge = challengeResponse(challenges, new URL(req.url).pathname);
+    if (challenge) return challenge;
     const host = req.headers.get("host") ?? "";
     const m = HOST.exec(host);
     if (!m) return text(400, "a Host header is required to redirect to https\n");

@@ -241,7 +241,7 @@ Deno.test("a broken new certificate is refused with one line and the old one sta
     const cases: [string, () => void, RegExp][] = [
       ["a key of another certificate", () => {
         Deno.writeTextFileSync(s.cert.keyFile, other.key);
-      }, /the key does not match the certificate/],
+      }, /the private key does not belong to the certificate/],
       ["an expired certificate", () => {
         Deno.writeTextFileSync(s.cert.certFile, expired.cert);
         Deno.writeTextFileSync(s.cert.keyFile, expired.key);
