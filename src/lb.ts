@@ -229,7 +229,8 @@ function build(opts: LbOptions): Parts {
     createLogger({ format: resolveFormat(config.log.format), access: config.log.access });
   const secret = applied.stickySecret ?? newStickySecret();
   const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret);
-  const metrics = createMetrics({ pools, version: denoJson.version });
+  const certificates = new Certificates(logger);
+  const metrics = createMetrics({ pools, version: denoJson.version, certificates });
   const control = new Control({
     pools,
     config: base,
@@ -240,7 +241,6 @@ function build(opts: LbOptions): Parts {
   });
   for (const a of applied.pools) restoreAdminStates(pools.get(a.pool.name)!, a.adminStates);
   const ready = control.keepStickySecret(applied.stickySecret);
-  const certificates = new Certificates(logger);
   const challenges = new ChallengeStore();
   return {
     config,
@@ -262,6 +262,7 @@ function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
     ? startCertificate(parts.certificates, logger, "admin", config.admin.tls)
     : undefined;
   const app = createAdminApp({
+    certificates: parts.certificates,
     logger,
     version: denoJson.version,
     startedAt: Date.now(),

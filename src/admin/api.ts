@@ -16,7 +16,7 @@ import { type Control, ControlError, PersistError } from "../control/control.ts"
 import { explain, explainRequestOf } from "../routing/explain.ts";
 import type { PoolRuntime } from "../routing/pool_runtime.ts";
 import { ApiError, errorJson, readJson, validate } from "./json.ts";
-import type { ServerView } from "./server_view.ts";
+import type { CertificateView, ServerView } from "./server_view.ts";
 
 const PatchServer = z.object({
   weight: weightSchema.optional(),
@@ -43,6 +43,8 @@ export interface ApiOptions {
   view: (pool: PoolRuntime, s: Server, now?: number) => ServerView;
   /** Who is asking: the client's address. */
   who: (c: Context) => string;
+  /** The listeners' certificates. */
+  tls?: () => CertificateView[];
 }
 
 /** Picks the pool a route is about: named in the path, or the only one. */
@@ -70,6 +72,7 @@ export function createApi(opts: ApiOptions): Hono {
     ["/pools/:pool/servers/:id", "GET, PATCH, DELETE"],
     ["/pools/:pool/strategy", "GET, PUT"],
     ["/routes", "GET"],
+    ["/tls", "GET"],
     ["/explain", "POST"],
   ];
   for (const [path, methods] of allow) {
@@ -112,6 +115,7 @@ function poolRoutes(api: Hono, opts: ApiOptions): void {
   api.get("/pools", (c) => c.json({ pools: control.pools.list.map((p) => poolJson(p)) }));
   api.get("/pools/:pool", (c) => c.json(poolJson(control.pool(c.req.param("pool")))));
   api.get("/routes", (c) => c.json({ routes: control.pools.router.routes.map((r) => r.config) }));
+  api.get("/tls", (c) => c.json({ certificates: opts.tls?.() ?? [] }));
   // Changes nothing (a POST only because the request to explain has headers and a body shape).
   api.post("/explain", async (c) => {
     const input = validate(ExplainBody, await readJson(c.req.raw));
@@ -133,7 +137,8 @@ function serverRoutes(api: Hono, opts: ApiOptions, prefix: string, poolOf: PoolO
   api.get(`${prefix}/servers`, (c) => {
     const pool = poolOf(c);
     const now = Date.now();
-    return c.json({ servers: pool.servers.servers.map((s) => opts.view(pool, s, now)) });
+    const servers = pool.servers.servers.map((s) => opts.view(pool, s, now));
+    return c.json({ servers, tls: opts.tls?.() ?? [] });
   });
   api.post(`${prefix}/servers`, async (c) => {
     const pool = poolOf(c);

@@ -12,7 +12,12 @@
  */
 import type { Control } from "../control/control.ts";
 import type { PoolRuntime } from "../routing/pool_runtime.ts";
-import { type ServerView, serverView, type ViewSources } from "./server_view.ts";
+import {
+  type CertificateView,
+  type ServerView,
+  serverView,
+  type ViewSources,
+} from "./server_view.ts";
 
 export interface Snapshot {
   time: number;
@@ -23,6 +28,8 @@ export interface Snapshot {
   /** Every pool's servers, in pool order; each view names its pool. */
   servers: ServerView[];
   pools: PoolSummary[];
+  /** Each TLS listener's certificate: subject, names, expiry. */
+  tls: CertificateView[];
   /**
    * Changes each time the routing table is replaced (a reload with other routes), so a page
    * knows when to fetch `/api/routes` again instead of polling it. Counts from 1 per lb.
@@ -56,6 +63,8 @@ export interface EventHubOptions {
   historySize?: number;
   /** Where server views find drains and 5xx counts. Default: the control's drains, no 5xx. */
   sources?: ViewSources;
+  /** The listeners' certificates. */
+  tls?: () => CertificateView[];
 }
 
 const enc = new TextEncoder();
@@ -136,6 +145,7 @@ export class EventHub {
         sticky: p.sticky ? { cookie: p.sticky.cookie } : null,
         servers: p.servers.servers.length,
       })),
+      tls: this.#opts.tls?.() ?? [],
       routesVersion: this.#routesVersionNow(),
     };
   }

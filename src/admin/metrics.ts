@@ -9,6 +9,7 @@
 import client from "prom-client";
 import type { RequestRecord } from "../log.ts";
 import type { Pools } from "../routing/pools.ts";
+import type { Certificates } from "../tls/certificate.ts";
 import { registerProcessMetrics } from "./metrics_process.ts";
 import { registerServerMetrics } from "./metrics_servers.ts";
 const METHODS = new Set([
@@ -58,6 +59,8 @@ export interface LbMetrics {
 export interface MetricsOptions {
   pools: Pools;
   version: string;
+  /** The listeners' certificates (for their expiry). */
+  certificates?: Certificates;
 }
 
 interface RequestChildren {
@@ -71,6 +74,22 @@ export function createMetrics(opts: MetricsOptions): LbMetrics {
   // Every pool's try counters exist (at 0) from the start, as a pool-less counter would.
   for (const p of opts.pools.list) perRequest.poolChildren(p.name);
   registerServerMetrics(registry, opts.pools);
+  const certificates = opts.certificates;
+  if (certificates) {
+    new client.Gauge({
+      name: "lb_tls_certificate_expiry_seconds",
+      help: "Seconds until each listener's certificate expires (negative: expired).",
+      labelNames: ["listener"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const c of certificates.list()) {
+          this.set({ listener: c.listener }, Math.round((c.notAfter.getTime() - now) / 1000));
+        }
+      },
+    });
+  }
   registerProcessMetrics(registry);
   const reloads = new client.Counter({
     name: "lb_config_reloads_total",

@@ -18,6 +18,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import type { Server } from "../balancing/server.ts";
 import type { Control } from "../control/control.ts";
+import type { Certificates } from "../tls/certificate.ts";
 import type { PoolRuntime } from "../routing/pool_runtime.ts";
 import type { Logger } from "../log.ts";
 import { createApi } from "./api.ts";
@@ -26,10 +27,12 @@ import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from "./da
 import { EventHub } from "./events.ts";
 import { errorJson } from "./json.ts";
 import type { LbMetrics } from "./metrics.ts";
-import { serverView, type ViewSources } from "./server_view.ts";
+import { certificateViews, serverView, type ViewSources } from "./server_view.ts";
 
 export interface AdminDeps {
   logger: Logger;
+  /** The listeners' certificates, shown by /api/tls, /api/servers and the dashboard. */
+  certificates?: Certificates;
   version: string;
   startedAt: number;
   control: Control;
@@ -67,6 +70,7 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
     startedAt: deps.startedAt,
     intervalMs: deps.eventsIntervalMs,
     sources,
+    tls: () => certificateViews(deps.certificates),
   });
   const app = new Hono();
   app.use("*", securityHeaders);
@@ -82,7 +86,8 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
   app.get("/events", () => events.response());
   const view = (pool: PoolRuntime, s: Server, now?: number) =>
     serverView(pool.name, s, sources, now);
-  app.route("/api", createApi({ control, view, who: clientOf }));
+  const tls = () => certificateViews(deps.certificates);
+  app.route("/api", createApi({ control, view, who: clientOf, tls }));
   app.notFound((c) => errorJson(c, 404, "not_found", "no such admin route"));
   app.onError((err, c) => {
     deps.logger.error(`admin: ${err instanceof Error ? err.message : String(err)}`);
@@ -135,14 +140,16 @@ const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
  */
 function localAndSameSite(token: string | undefined): MiddlewareHandler {
   return async (c, next) => {
-    if (!token && !isLocalHostHeader(c.req.header("host"))) {
+    // HTTP/2 (admin.tls) sends :authority, which Deno puts in the URL, instead of Host.
+    const host = c.req.header("host") ?? new URL(c.req.url).host;
+    if (!token && !isLocalHostHeader(host)) {
       const why =
         "without an admin token, the admin listener only answers requests for localhost or 127.0.0.1";
       return errorJson(c, 403, "forbidden", why);
     }
     const origin = c.req.header("origin");
     if (
-      MUTATING.has(c.req.method) && origin !== undefined && !sameHost(origin, c.req.header("host"))
+      MUTATING.has(c.req.method) && origin !== undefined && !sameHost(origin, host)
     ) {
       return errorJson(c, 403, "forbidden", "cross-site admin requests are refused");
     }

@@ -1,6 +1,7 @@
 /** How the admin API, /events and the dashboard show a server: plain JSON, times as ISO text. */
 import { stateOf } from "../balancing/availability.ts";
 import type { Server, ServerStateName } from "../balancing/server.ts";
+import type { CertInfo } from "../tls/cert_info.ts";
 
 export interface ServerView {
   pool: string;
@@ -59,4 +60,31 @@ export function serverView(
       detail: s.health.detail ?? null,
     },
   };
+}
+
+/** A listener's certificate as the API, /events and the dashboard show it. */
+export interface CertificateView {
+  listener: string;
+  subject: string;
+  names: string[];
+  issuer: string;
+  notBefore: string;
+  notAfter: string;
+  daysLeft: number;
+}
+
+/** Every listener's certificate, for JSON. */
+export function certificateViews(
+  certs: { list(): (CertInfo & { listener: string })[] } | undefined,
+  now = Date.now(),
+): CertificateView[] {
+  return (certs?.list() ?? []).map((c) => ({
+    listener: c.listener,
+    subject: c.subject,
+    names: c.names,
+    issuer: c.issuer,
+    notBefore: c.notBefore.toISOString(),
+    notAfter: c.notAfter.toISOString(),
+    daysLeft: Math.floor((c.notAfter.getTime() - now) / 86_400_000),
+  }));
 }

@@ -355,3 +355,51 @@ Deno.test("Chromium loads a page through lb over HTTPS on HTTP/2", async () => {
     await s.close();
   }
 });
+
+Deno.test("the admin API, /metrics and the dashboard show each listener's certificate; admin.tls serves the admin API over HTTPS", async () => {
+  const ca = await makeCa();
+  const cert = ca.leaf("both", ["localhost", "127.0.0.1"]);
+  const backend = await startDemoBackend({ port: 0, index: 1 });
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} } }
+admin: { host: 127.0.0.1, port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} } }
+log: { access: false }
+health: { enabled: false }
+backends: [{ url: "${backend.url}" }]`),
+    logger: memoryLogger(),
+  });
+  const client = Deno.createHttpClient({ caCerts: [ca.caPem] });
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox"],
+  });
+  try {
+    assert.match(lb.adminUrl!, /^https:/);
+    const admin = lb.adminUrl!.replace("127.0.0.1", "localhost");
+    const res = await fetch(`${admin}/api/servers`, { client });
+    const body = await res.json();
+    assert.ok(Array.isArray(body.tls), JSON.stringify(body).slice(0, 300));
+    assert.deepEqual(body.tls.map((c: { listener: string }) => c.listener), ["traffic", "admin"]);
+    assert.deepEqual(body.tls[0].names, ["localhost", "127.0.0.1"]);
+    assert.ok(
+      body.tls[0].daysLeft >= 19 && body.tls[0].daysLeft <= 20,
+      String(body.tls[0].daysLeft),
+    );
+    const metrics = await (await fetch(`${admin}/metrics`, { client })).text();
+    const m = /lb_tls_certificate_expiry_seconds\{listener="traffic"\} (\d+)/.exec(metrics);
+    assert.ok(
+      m && Number(m[1]) > 19 * 86_400 && Number(m[1]) <= 20 * 86_400,
+      metrics.slice(0, 300),
+    );
+    const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
+    await page.goto(`${admin}/`);
+    await page.waitForSelector('#tls tbody tr[data-listener="traffic"]');
+    assert.match(await page.textContent("#tls") ?? "", /localhost, 127\.0\.0\.1/);
+  } finally {
+    await browser.close();
+    client.close();
+    await lb.shutdown(2000);
+    await backend.close();
+    await ca.close();
+  }
+});

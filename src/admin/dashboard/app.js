@@ -231,6 +231,7 @@ function onSnapshot(snap) {
   renderAddPools(snap);
   renderStats(snap);
   renderChart();
+  renderTls(snap.tls || []);
   if (snap.routesVersion !== routesVersion) loadRoutes(snap.routesVersion);
   showRoutes();
 }
@@ -620,6 +621,26 @@ function routeExtras(r) {
     }
   });
   return extras;
+}
+
+/** Each TLS listener's certificate; the card stays hidden when lb serves no TLS. */
+function renderTls(certs) {
+  $("#tls-card").hidden = certs.length === 0;
+  const tbody = $("#tls tbody");
+  tbody.replaceChildren();
+  certs.forEach(function (c) {
+    const tr = el("tr");
+    tr.dataset.listener = c.listener;
+    const expires = el("td", "r num" + (c.daysLeft < 14 ? " warn" : ""));
+    expires.textContent = c.notAfter.slice(0, 10) + " (" + c.daysLeft + " days)";
+    tr.append(
+      el("td", "", c.listener),
+      el("td", "", c.names.join(", ")),
+      el("td", "muted", c.issuer),
+      expires,
+    );
+    tbody.append(tr);
+  });
 }
 
 function renderRoutes(routes) {
