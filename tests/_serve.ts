@@ -48,18 +48,18 @@ export function serveYaml(body: string): string {
 /**
  * Writes `serveYaml(body)` to `dir/lb.yaml` (a new temp dir when `dir` is not given) and
  * starts `lb serve` on it; resolves once both listeners are up. Pass the same `dir` again
- * to restart an lb with its state file.
+ * to restart an lb with its state file; `args` are more `lb serve` flags.
  */
 export async function startLbProcess(
   body: string,
-  opts: { dir?: string } = {},
+  opts: { dir?: string; args?: string[] } = {},
 ): Promise<LbProcess> {
   const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "lb_e2e_" });
   const ownDir = opts.dir === undefined;
   const config = `${dir}/lb.yaml`;
   await Deno.writeTextFile(config, serveYaml(body));
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}src/main.ts`, "serve", "--config", config],
+    args: ["run", "-A", `${ROOT}src/main.ts`, "serve", "--config", config, ...(opts.args ?? [])],
     cwd: dir,
     stdin: "null",
     stdout: "piped",

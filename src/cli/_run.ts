@@ -109,9 +109,20 @@ function followReloads(lb: Lb, run: RunOptions, logger: Logger): () => void {
   if (onHup) Deno.addSignalListener("SIGHUP", onHup);
   const watchers: { close(): void }[] = [];
   if (reload && run.watch) {
-    const file = run.watch;
-    watchers.push(watchFile(file, () => void lb.reload(reload, `${file} changed`)));
-    logger.event("watch", `reloading when ${file} changes`, { file });
+    // The config file, and the certificate files it names (certbot and the like replace them).
+    const { tls } = lb.config.listen;
+    const files = [
+      run.watch,
+      tls?.cert,
+      tls?.key,
+      lb.config.admin.tls?.cert,
+      lb.config.admin.tls?.key,
+    ]
+      .filter((f): f is string => f !== undefined);
+    for (const file of new Set(files)) {
+      watchers.push(watchFile(file, () => void lb.reload(reload, `${file} changed`)));
+    }
+    logger.event("watch", `reloading when ${files.join(", ")} change`, { files });
   }
   if (reload && run.watchStateFile && lb.stateFile) {
     watchers.push(watchFile(lb.stateFile, () => void lb.reload(reload, "the state file changed")));
