@@ -87,6 +87,7 @@ export class ServerPool {
       url: who.origin,
       hostname: who.hostname,
       port: who.port,
+      tls: who.tls,
       weight: checkWeight(spec.weight ?? 1),
       enabled: true,
       draining: false,

@@ -31,6 +31,8 @@ export interface Server {
   readonly url: string;
   readonly hostname: string;
   readonly port: number;
+  /** An https:// backend: connections to it speak TLS. */
+  readonly tls: boolean;
   readonly weight: number;
   /** Cleared by the admin API ("disabled"). */
   readonly enabled: boolean;

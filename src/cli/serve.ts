@@ -23,8 +23,8 @@ Flags (override the config file):
                         fastest, p2c, random, consistent-hash, maglev)
   --host H              traffic listen address (default 127.0.0.1)
   --port N              traffic listen port (default 8000; 0 = any free port)
-  --backend URL         a backend origin such as http://127.0.0.1:9001; repeat for more;
-                        replaces the config file's backend list
+  --backend URL         a backend origin such as http://127.0.0.1:9001 (or https://…);
+                        repeat for more; replaces the config file's backend list
   --admin-port N        admin listen port (default 8001; 0 = any free port)
   --tls-cert FILE       serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain…
   --tls-key FILE        …and this key (both, or neither; they replace listen.tls)
@@ -75,7 +75,9 @@ export function parseServeFlags(
       parseBackendUrl(b);
     } catch (e) {
       throw new UsageError(
-        `--backend must be an http:// URL like http://127.0.0.1:9001: ${(e as Error).message}`,
+        `--backend must be an http:// or https:// origin like http://127.0.0.1:9001: ${
+          (e as Error).message
+        }`,
         command,
       );
     }

@@ -5,7 +5,13 @@
  */
 import { z } from "zod";
 
-/** Parses and checks a backend URL; throws a user-facing Error when it is not an http origin. */
+/** The schemes a backend URL may have, and the port each implies when the URL gives none. */
+const DEFAULT_PORTS: Record<string, number> = { "http:": 80, "https:": 443 };
+
+/**
+ * Parses and checks a backend URL; throws a user-facing Error when it is not an http:// or
+ * https:// origin.
+ */
 export function parseBackendUrl(raw: string): URL {
   let u: URL;
   try {
@@ -13,8 +19,10 @@ export function parseBackendUrl(raw: string): URL {
   } catch {
     throw new Error(`"${raw}" is not a URL (expected e.g. http://127.0.0.1:9001)`);
   }
-  if (u.protocol !== "http:") {
-    throw new Error(`"${raw}" must use http:// (lb speaks plain HTTP/1.1 to backends)`);
+  if (!(u.protocol in DEFAULT_PORTS)) {
+    throw new Error(
+      `"${raw}" must use http:// or https:// (lb speaks HTTP/1.1 to backends, over TLS for https)`,
+    );
   }
   if (u.username || u.password || (u.pathname !== "/" && u.pathname !== "") || u.search || u.hash) {
     throw new Error(
@@ -24,26 +32,34 @@ export function parseBackendUrl(raw: string): URL {
   return u;
 }
 
-/** What identifies a backend: its id (unique in a pool), origin, and where to connect. */
+/** What identifies a backend: its id (unique in a pool), origin, and how to connect. */
 export interface BackendIdentity {
   /** The configured name, else `host:port`. */
   id: string;
-  /** `http://host:port` as the URL parser normalises it (no path, no trailing slash). */
+  /**
+   * `http://host:port` or `https://host:port` as the URL parser normalises it (no path, no
+   * trailing slash, no default port): the scheme is part of it, so the same host and port
+   * over TLS and in plaintext are two backends.
+   */
   origin: string;
   /** Host to connect to (an IPv6 literal without brackets). */
   hostname: string;
+  /** The URL's port, else 80 for http and 443 for https. */
   port: number;
+  /** An https:// backend: lb speaks TLS to it (with its pool's `upstreamTls`). */
+  tls: boolean;
 }
 
 /** The identity of a backend given by URL and optional name; throws like {@link parseBackendUrl}. */
 export function backendIdentity(b: { url: string; name?: string }): BackendIdentity {
   const u = parseBackendUrl(b.url);
-  const port = Number(u.port || 80);
+  const port = Number(u.port || DEFAULT_PORTS[u.protocol]);
   return {
     id: b.name ?? `${u.hostname}:${port}`,
     origin: `${u.protocol}//${u.host}`,
     hostname: u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname,
     port,
+    tls: u.protocol === "https:",
   };
 }
 

@@ -31,7 +31,7 @@ Deno.test("bad command lines exit 2 with one clear line and the usage hint", asy
   );
   assertUsageError(
     await lb(["serve", "--backend", "not a url"]),
-    /--backend must be an http:\/\/ URL/,
+    /--backend must be an http:\/\/ or https:\/\/ origin/,
   );
   assertUsageError(await lb(["serve", "--backend", "http://x:1/path"]), /origin only/);
   assertUsageError(await lb(["serve", "--strategy", "fastest-ever"]), /strategy: must be one of/);

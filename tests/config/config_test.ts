@@ -5,6 +5,7 @@ import {
   parseConfig,
   validateConfig,
 } from "../../src/config/load.ts";
+import { backendIdentity } from "../../src/config/backend.ts";
 import { applyOverrides } from "../../src/config/overrides.ts";
 import { parseDuration, parseSize } from "../../src/config/units.ts";
 
@@ -78,6 +79,33 @@ Deno.test("an empty backend list and duplicate URLs are errors", () => {
     () => parseConfig("backends:\n  - url: http://a:1\n  - url: http://a:1/\n"),
     /duplicate backend http:\/\/a:1/,
   );
+});
+
+Deno.test("an https backend speaks TLS on port 443 unless its URL says otherwise, and is not its http twin", () => {
+  assert.deepEqual(backendIdentity({ url: "https://api.internal" }), {
+    id: "api.internal:443",
+    origin: "https://api.internal",
+    hostname: "api.internal",
+    port: 443,
+    tls: true,
+  });
+  assert.deepEqual(backendIdentity({ url: "https://[::1]:8443/" }), {
+    id: "[::1]:8443",
+    origin: "https://[::1]:8443",
+    hostname: "::1",
+    port: 8443,
+    tls: true,
+  });
+  assert.equal(backendIdentity({ url: "http://api.internal" }).tls, false);
+  assert.equal(backendIdentity({ url: "http://api.internal" }).port, 80);
+  // Same host and port, two schemes: two backends (a pool may hold both, named apart).
+  const c = parseConfig(`backends:
+  - { url: "http://10.0.0.1:8443", name: plain }
+  - { url: "https://10.0.0.1:8443", name: tls }`);
+  assert.deepEqual(c.backends!.map((b) => backendIdentity(b).origin), [
+    "http://10.0.0.1:8443",
+    "https://10.0.0.1:8443",
+  ]);
 });
 
 Deno.test("command-line overrides win over the file and are validated like it", () => {
