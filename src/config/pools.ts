@@ -16,6 +16,7 @@ import {
   stickySection,
   timeoutsSection,
 } from "./sections.ts";
+import { type UpstreamTls, upstreamTlsSchema } from "./tls.ts";
 import {
   HASH_DEFAULTS,
   type HashOptions,
@@ -40,6 +41,7 @@ export const poolSchema = z.object({
   retry: retrySection.partial().optional(),
   panicMode: z.boolean().optional(),
   sticky: stickySection.optional(),
+  upstreamTls: upstreamTlsSchema.optional(),
 }).strict();
 
 export type PoolInput = z.infer<typeof poolSchema>;
@@ -56,6 +58,7 @@ export interface PoolConfig {
   retry: z.infer<typeof retrySection>;
   panicMode: boolean;
   sticky?: StickyConfig;
+  upstreamTls: UpstreamTls;
 }
 
 /** The top-level settings a pool inherits (a validated Config has them all). */
@@ -69,6 +72,7 @@ export interface PoolDefaults {
   retry: PoolConfig["retry"];
   panicMode: boolean;
   sticky?: StickyConfig;
+  upstreamTls: UpstreamTls;
   pools?: Record<string, PoolInput>;
   routes?: RouteInput[];
 }
@@ -96,6 +100,9 @@ export function resolvePool(name: string, p: PoolInput, top: PoolDefaults): Pool
     retry: merge(top.retry, p.retry),
     panicMode: p.panicMode ?? top.panicMode,
     ...(p.sticky ?? top.sticky ? { sticky: p.sticky ?? top.sticky } : {}),
+    // Key by key; a level gives cert and key together or neither (tls.ts), so a pool's
+    // certificate never meets the top level's key.
+    upstreamTls: merge(top.upstreamTls, p.upstreamTls),
   };
 }
 

@@ -8,7 +8,7 @@ import { parseCidr } from "../proxy/cidr.ts";
 import { backendSchema } from "./backend.ts";
 import { backendListSchema, poolSchema, refineTopology } from "./pools.ts";
 import { nameSchema, routeSchema } from "./routes.ts";
-import { certFilesSchema, listenTlsSchema } from "./tls.ts";
+import { certFilesSchema, listenTlsSchema, upstreamTlsSchema } from "./tls.ts";
 import { hashSchema, strategyNameSchema } from "./strategy.ts";
 import { duration, size } from "./units.ts";
 import {
@@ -61,6 +61,8 @@ export const ConfigSchema = z.object({
   panicMode: z.boolean().default(true),
   /** Cookie stickiness for every pool that does not set its own. */
   sticky: stickySection.optional(),
+  /** TLS to https:// backends, for every pool (each may override any of it). */
+  upstreamTls: upstreamTlsSchema.default({}),
   limits: z.object({
     maxBodyBytes: size.default("1GiB"),
     maxUriBytes: size.default("8KiB"),

@@ -60,20 +60,39 @@ export const listenTlsSchema = z.object({
 
 export type ListenTls = z.infer<typeof listenTlsSchema>;
 
-/** `upstreamTls`: how lb speaks TLS to https:// backends. */
+/** A name to send in SNI and verify: a DNS name or an IP address, as a certificate names it. */
+const tlsNameSchema = z.string({ invalid_type_error: "must be a host name" }).regex(
+  /^(([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?|\d{1,3}(\.\d{1,3}){3}|[0-9a-f:.]*:[0-9a-f:.]*)$/i,
+  "must be a host name like api.internal or an IP address",
+);
+
+/**
+ * `upstreamTls` (top level, and any part of it in a pool): how lb speaks TLS to https://
+ * backends. A pool's keys replace the top level's one by one, except `cert` and `key`,
+ * which come as a pair from one level.
+ */
 export const upstreamTlsSchema = z.object({
-  /** CA certificates (PEM) that backends' certificates must chain to; default: system roots. */
+  /** CA certificates (PEM) that backends' certificates must chain to, besides Deno's roots. */
   ca: file.optional(),
   /** The name sent in SNI and verified; default: the backend URL's host. */
-  serverName: z.string().min(1).optional(),
+  serverName: tlsNameSchema.optional(),
   /** A client certificate for backends that demand one (mTLS). */
   cert: file.optional(),
   key: file.optional(),
-  insecureSkipVerify: z.boolean().default(false),
+  /** Refused: Deno 2.9 cannot skip verification for one connection (see the message). */
+  insecureSkipVerify: z.boolean().optional(),
 }).strict().superRefine((t, ctx) => {
   if ((t.cert === undefined) !== (t.key === undefined)) {
     const missing = t.cert === undefined ? "cert" : "key";
     ctx.addIssue({ code: "custom", path: [missing], message: "is required with the other" });
+  }
+  if (t.insecureSkipVerify) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["insecureSkipVerify"],
+      message: "Deno 2.9 cannot skip certificate checks for one connection; give the backend's " +
+        "CA (or its own certificate, if not a CA certificate) in upstreamTls.ca instead",
+    });
   }
 });
 
