@@ -2,6 +2,7 @@
  * lb.yaml → a validated Config: YAML with positions, the schema, and problems named by
  * field path (or line and column), one line each.
  */
+import { dirname, isAbsolute, join } from "node:path";
 import YAML from "yaml";
 import type { z } from "zod";
 import DEFAULT_CONFIG_YAML from "../../lb.yaml" with { type: "text" };
@@ -11,6 +12,16 @@ export { DEFAULT_CONFIG_YAML };
 
 /** Where the config came from when no file was read. */
 export const BUILT_IN = "built-in defaults";
+
+/**
+ * A file named in a config as lb reads it: a relative path is relative to the config
+ * file's directory (the working directory for a config that is no file), so lb finds the
+ * same files wherever it is started from.
+ */
+export function configRelative(path: string, source: string | undefined): string {
+  if (isAbsolute(path)) return path;
+  return source !== undefined && source !== BUILT_IN ? join(dirname(source), path) : path;
+}
 
 /** A config that could not be loaded: every problem, one per line, ready to print. */
 export class ConfigError extends Error {

@@ -29,10 +29,10 @@
  * Version 1 (lb before pools: the one pool's fields at the top) is read as the pool
  * `default`; lb writes version 2.
  */
-import { basename, dirname, isAbsolute, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { adminStateSchema, backendSchema, weightSchema } from "../config/backend.ts";
-import { BUILT_IN, readProblem, schemaProblems } from "../config/load.ts";
+import { BUILT_IN, configRelative, readProblem, schemaProblems } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { hashOptionsSchema, strategyNameSchema } from "../config/strategy.ts";
 import { DEFAULT_POOL } from "../config/pools.ts";
@@ -77,14 +77,12 @@ export function resolveStateFilePath(
   config: Config,
   configSource: string | undefined,
 ): string | undefined {
-  const isFile = configSource !== undefined && configSource !== BUILT_IN;
-  const dir = isFile ? dirname(configSource) : ".";
   const explicit = config.admin.stateFile;
-  if (explicit) return isAbsolute(explicit) ? explicit : join(dir, explicit);
+  if (explicit) return configRelative(explicit, configSource);
   if (configSource === undefined) return undefined;
-  if (!isFile) return "lb.state.json";
+  if (configSource === BUILT_IN) return "lb.state.json";
   const name = basename(configSource).replace(/\.(ya?ml|json)$/i, "");
-  return join(dir, `${name}.state.json`);
+  return configRelative(`${name}.state.json`, configSource);
 }
 
 /** Reads the state file; undefined when there is none. Throws StateFileError when it is unusable. */
