@@ -15,6 +15,7 @@ import { type ConfigLoader, createReloader, type ReloadResult } from "./control/
 import { readStateFile, resolveStateFilePath } from "./control/state_file.ts";
 import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./log.ts";
 import { createTrafficApp } from "./proxy/handler.ts";
+import { readUpstreamTls } from "./proxy/upstream_tls.ts";
 import { Pools } from "./routing/pools.ts";
 import { newStickySecret } from "./routing/sticky.ts";
 import type { AcmeConfig, CertFiles } from "./config/tls.ts";
@@ -227,8 +228,9 @@ function build(opts: LbOptions): Parts {
   const config = base;
   const logger = opts.logger ??
     createLogger({ format: resolveFormat(config.log.format), access: config.log.access });
+  const tls = readUpstreamTls(base, opts.configSource);
   const secret = applied.stickySecret ?? newStickySecret();
-  const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret);
+  const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret, tls);
   const certificates = new Certificates(logger);
   const metrics = createMetrics({ pools, version: denoJson.version, certificates });
   const control = new Control({

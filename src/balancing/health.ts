@@ -6,8 +6,10 @@
  *
  * Each check opens a fresh connection (`Connection: close`, no pooling), like HAProxy: it
  * proves that a new connection can be made, and a pooled socket the server closed while
- * idle can never turn into a false failure. A check never overlaps the previous one for
- * the same server: the next is scheduled only once the previous has finished.
+ * idle can never turn into a false failure. An https:// backend is checked over TLS with
+ * its pool's settings, the ones its traffic uses: a certificate lb refuses fails the check.
+ * A check never overlaps the previous one for the same server: the next is scheduled only
+ * once the previous has finished.
  *
  * @example
  * ```ts
@@ -18,6 +20,7 @@
  */
 import type { Config } from "../config/schema.ts";
 import { Http1Conn, latin1Bytes, requestHead } from "../proxy/http1.ts";
+import { Connector } from "../proxy/upstream_connect.ts";
 import type { Logger } from "../log.ts";
 import type { ServerPool } from "./pool.ts";
 import type { Server } from "./server.ts";
@@ -25,6 +28,8 @@ import type { Server } from "./server.ts";
 export interface HealthCheckOptions {
   /** Uniform numbers in [0, 1) for the jitter. Default `Math.random`. */
   random?: () => number;
+  /** Opens each check's connection: the pool's current TLS settings. Default: no files. */
+  connector?: () => Connector;
 }
 
 export interface HealthChecks {
@@ -43,14 +48,18 @@ export function statusExpected(status: number, ranges: readonly [number, number]
   return ranges.some(([a, b]) => status >= a && status <= b);
 }
 
+const NO_FILES = new Connector();
+
 /**
- * Runs one health check against `server`: `GET path` on a new connection, bounded by
- * `timeout` ms for the whole exchange (connect, headers and body). Never rejects.
+ * Runs one health check against `server`: `GET path` on a new connection (made by
+ * `connector`), bounded by `timeout` ms for the whole exchange (connect, TLS handshake,
+ * headers and body). Never rejects.
  */
 export async function checkOnce(
   server: Server,
   cfg: Config["health"],
   signal: AbortSignal,
+  connector: Connector = NO_FILES,
 ): Promise<CheckResult> {
   let why = "";
   let conn: Http1Conn | undefined;
@@ -66,12 +75,7 @@ export async function checkOnce(
   signal.addEventListener("abort", onAbort);
   if (signal.aborted) onAbort();
   try {
-    const tcp = await Deno.connect({
-      hostname: server.hostname,
-      port: server.port,
-      signal: connecting.signal,
-    });
-    conn = new Http1Conn(tcp);
+    conn = new Http1Conn(await connector.open(server, connecting.signal));
     if (why) return { ok: false, detail: why };
     const host = server.hostname.includes(":") ? `[${server.hostname}]` : server.hostname;
     await conn.write(latin1Bytes(requestHead(
@@ -126,7 +130,8 @@ export function startHealthChecks(
   opts: HealthCheckOptions = {},
 ): HealthChecks {
   if (!cfg.enabled) return { stop: () => Promise.resolve() };
-  const loop = new HealthLoop(pool, cfg, logger, opts.random ?? Math.random);
+  const connector = opts.connector ?? (() => NO_FILES);
+  const loop = new HealthLoop(pool, cfg, logger, opts.random ?? Math.random, connector);
   for (const s of pool.servers) loop.start(s);
   const unsubscribe = pool.subscribe((e) => {
     if (e.type === "membership") loop.sync();
@@ -151,6 +156,7 @@ class HealthLoop {
     readonly cfg: Config["health"],
     readonly logger: Logger,
     readonly random: () => number,
+    readonly connector: () => Connector,
   ) {}
 
   /**
@@ -196,7 +202,7 @@ class HealthLoop {
   async #run(s: Server, c: Checker): Promise<void> {
     const { cfg } = this;
     try {
-      const r = await checkOnce(s, cfg, c.abort.signal);
+      const r = await checkOnce(s, cfg, c.abort.signal, this.connector());
       if (c.stopped) return;
       this.pool.recordHealth(s, r.ok, r.detail, cfg.rise, cfg.fall);
     } catch (e) {

@@ -259,7 +259,8 @@ export class Http1Conn {
   /** When it last went idle (performance.now()). */
   idleSince = 0;
 
-  constructor(readonly conn: Deno.TcpConn) {}
+  /** `conn`: TCP, or TLS to an https:// backend (only read, write and close are used). */
+  constructor(readonly conn: Deno.Conn) {}
 
   get closed(): boolean {
     return this.#closed;

@@ -1,16 +1,18 @@
 /**
  * The upstream side of one lb: one try of a request to one server, and the response's body.
  *
- * The client is lb's own HTTP/1.1 client on `Deno.connect` (http1.ts; why not fetch or
- * node:http is explained there): it sends exactly the headers it is given and frames the
- * body itself (upstream_send.ts), returns the response's field lines as received (repeated
- * Set-Cookie intact), refuses bad framing from backends, reports a body cut short, and
- * writes a request body only once the connection is up, so a refused connection never
+ * The client is lb's own HTTP/1.1 client on `Deno.connect`, with TLS for https:// backends
+ * (upstream_connect.ts; why not fetch or node:http is explained in http1.ts): it sends
+ * exactly the headers it is given and frames the body itself (upstream_send.ts), returns
+ * the response's field lines as received (repeated Set-Cookie intact), refuses bad framing
+ * from backends, reports a body cut short, and writes a request body only once the
+ * connection is up (TLS handshake done), so a refused connection or certificate never
  * consumes a byte of it and the request can go to another server.
  *
  * Connections are kept alive per backend (upstream_pool.ts). Every try has deadlines:
- * connect, response headers (from the end of the upload), and silence while uploading or
- * mid-body. A try that fails resolves a {@link Failure} whose kind says what happened.
+ * connect (the TLS handshake included), response headers (from the end of the upload), and
+ * silence while uploading or mid-body. A try that fails resolves a {@link Failure} whose
+ * kind says what happened.
  */
 import type { Server } from "../balancing/server.ts";
 import { Failure } from "./failures.ts";
@@ -19,6 +21,8 @@ import type { BodySource } from "./request_body.ts";
 import { type BodyReading, collectBody, discardBody, streamBody } from "./upstream_body.ts";
 import { ConnectionPool, Exchange } from "./upstream_pool.ts";
 import { sendRequest, uploadTimeout } from "./upstream_send.ts";
+import { Connector, tlsProblem } from "./upstream_connect.ts";
+import { DEFAULT_TLS, type TlsClientSettings } from "./upstream_tls.ts";
 import { TimerPool, Watchdog } from "./timers.ts";
 
 export interface UpstreamOptions {
@@ -30,6 +34,8 @@ export interface UpstreamOptions {
   idleTimeout: number;
   /** Idle keep-alive connections are closed after this (ms). */
   poolIdleTimeout: number;
+  /** TLS to https:// backends (default: Deno's roots, the URL's host, no client certificate). */
+  tls?: TlsClientSettings;
 }
 
 export type TryResult = { ok: true; res: UpstreamResponse } | { ok: false; failure: Failure };
@@ -65,13 +71,20 @@ export class Upstream {
   readonly pool: ConnectionPool;
   readonly #timerPools: Map<number, TimerPool>;
   readonly #reading: BodyReading;
+  readonly #connector: Connector;
 
   constructor(readonly opts: UpstreamOptions) {
+    this.#connector = new Connector(opts.tls ?? DEFAULT_TLS);
     this.pool = new ConnectionPool(opts.poolIdleTimeout);
     const delays = [opts.connectTimeout, opts.headerTimeout, opts.idleTimeout];
     this.#timerPools = new Map(delays.map((ms) => [ms, new TimerPool(ms)]));
     const timers = (ms: number) => this.#timerPools.get(ms);
     this.#reading = { pool: this.pool, timers, idleTimeout: opts.idleTimeout };
+  }
+
+  /** Opens new connections with the current TLS settings (the health checks use it too). */
+  get connector(): Connector {
+    return this.#connector;
   }
 
   /** Idle pooled connections, over all backends (tests watch the pool through it). */
@@ -207,15 +220,15 @@ class Attempt {
     }
   }
 
-  /** A new connection within the connect timeout, or why there is none. */
+  /** A new connection (TLS handshake done) within the connect timeout, or why there is none. */
   async connect(): Promise<Http1Conn | Failure> {
     const { server, upstream } = this;
     const ac = this.connecting = new AbortController();
     const ms = Math.min(upstream.opts.connectTimeout, this.headerTimeout);
     expireAfter(this.watchdog, ms, false, this.expiry, "connect", ac);
-    let tcp: Deno.TcpConn;
+    let raw: Deno.Conn;
     try {
-      tcp = await Deno.connect({ hostname: server.hostname, port: server.port, signal: ac.signal });
+      raw = await upstream.connector.open(server, ac.signal);
     } catch (e) {
       if (this.clientGone) return clientGone();
       if (this.expiry.what) {
@@ -225,8 +238,7 @@ class Attempt {
       return new Failure("connect_failed", `cannot connect to ${server.url}: ${errorText(e)}`);
     }
     this.connecting = undefined;
-    tcp.setNoDelay(true);
-    const conn = new Http1Conn(tcp);
+    const conn = new Http1Conn(raw);
     if (upstream.pool.closed || this.clientGone) {
       conn.close();
       return clientGone();
@@ -238,6 +250,8 @@ class Attempt {
   async exchange(c: Http1Conn, reused: boolean): Promise<TryResult> {
     const { upstream, out } = this;
     upstream.pool.hold(c);
+    // The key is the origin, scheme included; each pool has its own pool of connections,
+    // so two pools with different upstreamTls never share one.
     const ex = new Exchange(this.server.url, c, this.watchdog);
     this.armDeadlines(ex, reused);
     this.exchanged = ex;
@@ -288,6 +302,14 @@ class Attempt {
     }
     if (e instanceof ConnectionClosed && !e.beforeResponse) {
       return new Failure("bad_response", `${url}: ${e.message}`);
+    }
+    if (!reused && this.server.tls && e instanceof Deno.errors.InvalidData) {
+      // In TLS 1.3 a backend checks lb's client certificate after lb's side of the
+      // handshake is done, so its refusal comes with the first read; it took no request.
+      return new Failure(
+        "connect_failed",
+        `cannot connect to ${url}: TLS failed after the handshake: ${tlsProblem(e)}`,
+      );
     }
     // Closed or reset before any response byte.
     return reused

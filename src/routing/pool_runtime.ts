@@ -10,6 +10,7 @@ import { DEFAULT_POOL, type PoolConfig } from "../config/pools.ts";
 import type { Logger } from "../log.ts";
 import { RetryBudget } from "../proxy/retry.ts";
 import { Upstream } from "../proxy/upstream.ts";
+import type { TlsClientSettings } from "../proxy/upstream_tls.ts";
 import { Sticky } from "./sticky.ts";
 
 export class PoolRuntime {
@@ -26,8 +27,11 @@ export class PoolRuntime {
   #unsubscribe: (() => void) | undefined;
   #closed: Promise<void> | undefined;
 
-  /** `stickySecret`: the key for the sticky cookie when the pool's settings give none. */
-  constructor(cfg: PoolConfig, stickySecret: string) {
+  /**
+   * `stickySecret`: the key for the sticky cookie when the pool's settings give none.
+   * `tls`: the pool's upstreamTls with its files read (upstream_tls.ts); default: no files.
+   */
+  constructor(cfg: PoolConfig, stickySecret: string, tls?: TlsClientSettings) {
     this.name = cfg.name;
     this.settings = cfg;
     this.servers = new ServerPool(cfg.backends, { healthy: initiallyHealthy(cfg) });
@@ -40,6 +44,7 @@ export class PoolRuntime {
       headerTimeout: cfg.timeouts.header,
       idleTimeout: cfg.timeouts.idle,
       poolIdleTimeout: cfg.timeouts.upstreamIdle,
+      tls,
     });
     this.budget = new RetryBudget(cfg.retry.budgetPercent, cfg.retry.minConcurrent);
     this.retryOn = new Set(cfg.retry.on);
@@ -49,7 +54,10 @@ export class PoolRuntime {
   /** Starts the active health checks and logs every server state change (once). */
   start(logger: Logger, random?: () => number): void {
     if (this.#health) return;
-    this.#health = startHealthChecks(this.servers, this.settings.health, logger, { random });
+    this.#health = startHealthChecks(this.servers, this.settings.health, logger, {
+      random,
+      connector: () => this.upstream.connector,
+    });
     const pool = this.name;
     this.#unsubscribe = this.servers.subscribe((e) => {
       if (e.type !== "state") return;

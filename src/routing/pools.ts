@@ -6,6 +6,7 @@
  */
 import type { PoolConfig } from "../config/pools.ts";
 import type { RouteConfig } from "../config/routes.ts";
+import type { TlsClientSettings } from "../proxy/upstream_tls.ts";
 import { PoolRuntime } from "./pool_runtime.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { type Route, Router } from "./router.ts";
@@ -32,9 +33,15 @@ export class Pools {
 
   #stickySecret: string;
 
-  constructor(configs: PoolConfig[], routes: RouteConfig[], stickySecret: string) {
+  /** `tls`: each pool's upstreamTls with its files read (upstream_tls.ts), by pool name. */
+  constructor(
+    configs: PoolConfig[],
+    routes: RouteConfig[],
+    stickySecret: string,
+    tls?: ReadonlyMap<string, TlsClientSettings>,
+  ) {
     this.#stickySecret = stickySecret;
-    for (const c of configs) this.add(c);
+    for (const c of configs) this.add(c, tls?.get(c.name));
     this.setRoutes(routes);
   }
 
@@ -72,8 +79,8 @@ export class Pools {
   }
 
   /** Builds a pool (its health loop is started by the caller). */
-  add(cfg: PoolConfig): PoolRuntime {
-    const p = new PoolRuntime(cfg, this.#stickySecret);
+  add(cfg: PoolConfig, tls?: TlsClientSettings): PoolRuntime {
+    const p = new PoolRuntime(cfg, this.#stickySecret, tls);
     this.#pools.set(cfg.name, p);
     return p;
   }
