@@ -236,6 +236,7 @@ function build(opts: LbOptions): Parts {
   const control = new Control({
     pools,
     config: base,
+    configSource: opts.configSource,
     logger,
     stateFile,
     follows: opts.followStateFile,

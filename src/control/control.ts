@@ -49,6 +49,8 @@ export interface ControlOptions {
   pools: Pools;
   /** The config as loaded from its source (without the state file). */
   config: Config;
+  /** Where the config came from: files it names are read relative to it. */
+  configSource?: string;
   logger: Logger;
   /** Where changes are persisted; undefined: nowhere. */
   stateFile?: string;
@@ -66,6 +68,7 @@ export class Control {
   readonly stateFile?: string;
   readonly follows: boolean;
   readonly random?: () => number;
+  readonly configSource?: string;
   /** The current base config (the config file as last loaded; reloads replace it). */
   config: Config;
   /** Servers removed and draining before they go. */
@@ -82,6 +85,7 @@ export class Control {
     this.stateFile = opts.stateFile;
     this.follows = opts.follows ?? false;
     this.random = opts.random;
+    this.configSource = opts.configSource;
     this.drains = new Drains(opts.drainPollMs ?? 100, (s, pool, reason) => {
       this.logger.event("admin", `${this.#where(pool)}${s.id} removed (${reason})`, {
         action: "removed",

@@ -1,6 +1,6 @@
 /**
- * Makes the running pools, their servers and strategies, and the routing table match a
- * config (with the state file over it): what a reload applies live. Every change goes
+ * Makes the running pools, their servers, strategies and TLS settings, and the routing table
+ * match a config (with the state file over it): what a reload applies live. Every change goes
  * through the pool's named functions and the control's drains; each returns the lines that
  * say what it did.
  *
@@ -11,12 +11,20 @@
 import type { Server } from "../balancing/server.ts";
 import { backendIdentity, type BackendSpec } from "../config/backend.ts";
 import type { PoolConfig } from "../config/pools.ts";
+import type { TlsClientSettings } from "../proxy/upstream_tls.ts";
 import { initiallyHealthy, type PoolRuntime } from "../routing/pool_runtime.ts";
 import { type Control, restoreAdminStates } from "./control.ts";
 import { adminStateOf, type Applied, type AppliedPool, sameHash } from "./overlay.ts";
 
-/** Applies `applied` to `control`'s pools and routes; returns what changed. */
-export function reconcile(control: Control, applied: Applied): string[] {
+/**
+ * Applies `applied` to `control`'s pools and routes, and each pool's TLS settings (`tls`,
+ * files read, by pool name); returns what changed.
+ */
+export function reconcile(
+  control: Control,
+  applied: Applied,
+  tls: ReadonlyMap<string, TlsClientSettings>,
+): string[] {
   const { pools } = control;
   const changes: string[] = [];
   if (applied.stickySecret !== undefined) pools.setStickySecret(applied.stickySecret);
@@ -25,11 +33,11 @@ export function reconcile(control: Control, applied: Applied): string[] {
   for (const a of applied.pools) {
     const running = pools.get(a.pool.name);
     if (running) {
-      const lines = reconcilePool(control, running, a);
+      const lines = reconcilePool(control, running, a, tls.get(a.pool.name));
       changes.push(...(named ? lines.map((l) => `${running.name}: ${l}`) : lines));
       continue;
     }
-    const p = pools.add(a.pool);
+    const p = pools.add(a.pool, tls.get(a.pool.name));
     restoreAdminStates(p, a.adminStates);
     p.start(control.logger, control.random);
     changes.push(
@@ -49,8 +57,13 @@ export function reconcile(control: Control, applied: Applied): string[] {
   return changes;
 }
 
-/** One pool that stays: its servers and strategy as the config and state file say. */
-function reconcilePool(control: Control, pool: PoolRuntime, a: AppliedPool): string[] {
+/** One pool that stays: its servers, strategy and TLS settings as the config (and state file) say. */
+function reconcilePool(
+  control: Control,
+  pool: PoolRuntime,
+  a: AppliedPool,
+  tls: TlsClientSettings | undefined,
+): string[] {
   const wanted = new Map(a.pool.backends.map((b) => [backendIdentity(b).id, b]));
   const changes = removeUnwanted(control, pool, wanted);
   for (const [id, b] of wanted) {
@@ -59,6 +72,7 @@ function reconcilePool(control: Control, pool: PoolRuntime, a: AppliedPool): str
     else changes.push(add(control, pool, id, b, a));
   }
   changes.push(...switchStrategy(pool, a.pool));
+  if (tls && pool.upstream.setTls(tls)) changes.push("upstreamTls changed: new connections use it");
   return changes;
 }
 

@@ -4,17 +4,20 @@
  *
  * Applied live (reconcile.ts): routes, pools added and removed (a removed pool drains
  * first), and in each pool servers added, removed (they drain first, then go), weights,
- * connection limits, the strategy and its hash options. The state file is applied over the
- * new config, as at start, so changes made through the admin API survive a reload.
+ * connection limits, the strategy and its hash options, and upstreamTls: its files are read
+ * again at every reload, so a renewed CA or client certificate is taken up without a
+ * restart. The state file is applied over the new config, as at start, so changes made
+ * through the admin API survive a reload.
  * Everything else (listen addresses, a running pool's timeouts, health, retry, outlier and
  * sticky settings, limits…) takes effect at the next restart, and the reload says so.
  *
- * An invalid config (or an unusable state file) rejects the whole reload: the problems are
- * logged and nothing changes.
+ * An invalid config (or an unusable state file, or an upstreamTls file that cannot be used)
+ * rejects the whole reload: the problems are logged and nothing changes.
  */
 import type { LbMetrics } from "../admin/metrics.ts";
 import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
+import { readUpstreamTls, type TlsClientSettings } from "../proxy/upstream_tls.ts";
 import type { Control } from "./control.ts";
 import { type Applied, applyStateFile } from "./overlay.ts";
 import { reconcile } from "./reconcile.ts";
@@ -78,15 +81,18 @@ function problemsOf(e: unknown): string[] {
   return [e instanceof Error ? e.message : String(e)];
 }
 
-/** The new config, with the state file over it, or the problems that refuse it. */
+/** The new config, with the state file over it and its TLS files read, or the problems. */
 async function load(
   control: Control,
   from: ConfigLoader,
-): Promise<{ base: Config; applied: Applied } | { problems: string[] }> {
+): Promise<
+  { base: Config; applied: Applied; tls: Map<string, TlsClientSettings> } | { problems: string[] }
+> {
   try {
     const base = typeof from === "function" ? await from() : from;
     const overlay = control.stateFile ? readStateFile(control.stateFile) : undefined;
-    return { base, applied: applyStateFile(base, overlay) };
+    const tls = readUpstreamTls(base, control.configSource);
+    return { base, applied: applyStateFile(base, overlay), tls };
   } catch (e) {
     return { problems: problemsOf(e) };
   }
@@ -107,9 +113,9 @@ export function createReloader(control: Control, metrics?: LbMetrics): Reloader 
       metrics?.reloaded(false);
       return { ok: false, problems, changes: [], needsRestart: [] };
     }
-    const { base, applied } = loaded;
+    const { base, applied, tls } = loaded;
     const needsRestart = restartOnly(control, base, applied);
-    const changes = reconcile(control, applied);
+    const changes = reconcile(control, applied, tls);
     control.config = base;
     // A sticky pool this reload added signs with the secret made up at start, which the state
     // file holds only if a sticky pool existed then.

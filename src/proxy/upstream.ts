@@ -22,7 +22,7 @@ import { type BodyReading, collectBody, discardBody, streamBody } from "./upstre
 import { ConnectionPool, Exchange } from "./upstream_pool.ts";
 import { sendRequest, uploadTimeout } from "./upstream_send.ts";
 import { Connector, tlsProblem } from "./upstream_connect.ts";
-import { DEFAULT_TLS, type TlsClientSettings } from "./upstream_tls.ts";
+import { DEFAULT_TLS, sameTls, type TlsClientSettings } from "./upstream_tls.ts";
 import { TimerPool, Watchdog } from "./timers.ts";
 
 export interface UpstreamOptions {
@@ -71,7 +71,9 @@ export class Upstream {
   readonly pool: ConnectionPool;
   readonly #timerPools: Map<number, TimerPool>;
   readonly #reading: BodyReading;
-  readonly #connector: Connector;
+  #connector: Connector;
+  /** Counts TLS settings changes: connections made under earlier ones are never reused. */
+  #tlsGeneration = 0;
 
   constructor(readonly opts: UpstreamOptions) {
     this.#connector = new Connector(opts.tls ?? DEFAULT_TLS);
@@ -85,6 +87,29 @@ export class Upstream {
   /** Opens new connections with the current TLS settings (the health checks use it too). */
   get connector(): Connector {
     return this.#connector;
+  }
+
+  /**
+   * New TLS settings (a reload read other files): new connections use them, and no
+   * connection made under the old ones is reused. False when nothing changed.
+   */
+  setTls(tls: TlsClientSettings): boolean {
+    if (sameTls(tls, this.#connector.tls)) return false;
+    this.#connector = new Connector(tls);
+    this.#tlsGeneration++;
+    this.pool.closeIdle();
+    return true;
+  }
+
+  /**
+   * The key of `server`'s kept-alive connections in the pool. The scheme is part of the
+   * url; for TLS, so are the settings the connection was made with (a pool's own, so two
+   * pools never share one; and which generation of them).
+   */
+  poolKey(server: Server): string {
+    return server.tls && this.#tlsGeneration > 0
+      ? `${server.url}#${this.#tlsGeneration}`
+      : server.url;
   }
 
   /** Idle pooled connections, over all backends (tests watch the pool through it). */
@@ -208,11 +233,12 @@ class Attempt {
     const { signal } = this.out;
     signal.addEventListener("abort", this.onAbort);
     try {
-      const reused = this.upstream.pool.take(this.server.url);
+      const key = this.upstream.poolKey(this.server);
+      const reused = this.upstream.pool.take(key);
       const conn = reused ?? await this.connect();
       if (conn instanceof Failure) return { ok: false, failure: conn };
       this.conn = conn;
-      return await this.exchange(conn, reused !== undefined);
+      return await this.exchange(key, conn, reused !== undefined);
     } finally {
       this.over = true;
       this.watchdog.clear();
@@ -247,12 +273,10 @@ class Attempt {
   }
 
   /** Writes the request on `c` and waits for the response head. */
-  async exchange(c: Http1Conn, reused: boolean): Promise<TryResult> {
+  async exchange(key: string, c: Http1Conn, reused: boolean): Promise<TryResult> {
     const { upstream, out } = this;
     upstream.pool.hold(c);
-    // The key is the origin, scheme included; each pool has its own pool of connections,
-    // so two pools with different upstreamTls never share one.
-    const ex = new Exchange(this.server.url, c, this.watchdog);
+    const ex = new Exchange(key, c, this.watchdog);
     this.armDeadlines(ex, reused);
     this.exchanged = ex;
     ex.writing = sendRequest(ex, out.method, out.path, out.headers, out.body);

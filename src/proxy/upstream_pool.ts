@@ -128,6 +128,12 @@ export class ConnectionPool {
     }
   }
 
+  /** Closes every idle connection (busy ones go on; the caller keeps them from coming back). */
+  closeIdle(): void {
+    for (const list of this.#idle.values()) for (const c of list) c.close();
+    this.#idle.clear();
+  }
+
   /** Stops the pruning timer and closes every connection, idle or busy. */
   close(): void {
     this.#closed = true;

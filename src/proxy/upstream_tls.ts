@@ -25,6 +25,11 @@ export interface TlsClientSettings {
 /** No files: verify against Deno's roots by the URL's host, no client certificate. */
 export const DEFAULT_TLS: TlsClientSettings = { caCerts: [] };
 
+/** Whether two settings trust and present the same (file contents compared, not paths). */
+export function sameTls(a: TlsClientSettings, b: TlsClientSettings): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
 
 /**

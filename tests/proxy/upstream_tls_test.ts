@@ -30,6 +30,7 @@ function httpsBackend(name: string, pair: CertPair) {
     async (req, info) => {
       requests++;
       ports.add(info.remoteAddr.port);
+      if (new URL(req.url).pathname === "/slow") await new Promise((r) => setTimeout(r, 200));
       const body = req.body ? (await req.arrayBuffer()).byteLength : 0;
       return Response.json({ backend: name, body });
     },
@@ -304,6 +305,46 @@ Deno.test("a pool's upstreamTls overrides the top level's, and two pools never s
     assert.equal(status, 502);
     assert.match(json.error.message, /certificate was refused/);
     assert.equal(be.requests, 1);
+  } finally {
+    await lb.shutdown(1000);
+    await be.close();
+  }
+});
+
+Deno.test("a reload reads the TLS files again and reuses no connection made under the old settings; one it cannot read refuses the reload", async () => {
+  const be = httpsBackend("trusted", ipCert);
+  const caCopy = `${pki.dir}/reloaded-ca.pem`;
+  await Deno.writeTextFile(caCopy, selfSigned.cert); // not the backend's CA, yet
+  const base = config({ backends: [{ url: be.url }], upstreamTls: { ca: caCopy } });
+  const lb = startLb({ config: base, logger: memoryLogger() });
+  try {
+    assert.equal((await get(lb)).status, 502);
+    await Deno.writeTextFile(caCopy, ca.cert); // same path, new contents
+    const r = await lb.reload(base);
+    assert.ok(r.ok, r.problems.join("; "));
+    assert.deepEqual(r.changes, ["upstreamTls changed: new connections use it"]);
+    assert.equal((await get(lb)).status, 200);
+    const missing = config({
+      backends: [{ url: be.url }],
+      upstreamTls: { ca: `${pki.dir}/nowhere.pem` },
+    });
+    const refused = await lb.reload(missing);
+    assert.equal(refused.ok, false);
+    assert.match(refused.problems[0], /upstreamTls\.ca: cannot read .*nowhere\.pem: no such file/);
+    assert.equal((await get(lb)).status, 200);
+    // A connection busy when the settings change is not kept for later requests: made
+    // under the old settings, it would let a request skip the new ones.
+    const slow = fetch(`${lb.url}/slow`);
+    await assertEventually(() => be.requests === 3, 2000, "the slow request at the backend");
+    const wrongName = config({
+      backends: [{ url: be.url }],
+      upstreamTls: { ca: caCopy, serverName: "elsewhere.test" },
+    });
+    assert.ok((await lb.reload(wrongName)).ok);
+    assert.equal((await slow).status, 200);
+    const after = await get(lb);
+    assert.equal(after.status, 502);
+    assert.match(after.json.error.message, /not valid for name "elsewhere\.test"/);
   } finally {
     await lb.shutdown(1000);
     await be.close();
