@@ -3,15 +3,17 @@ import { loadConfig } from "../config/load.ts";
 import { resolveRoutes } from "../config/pools.ts";
 import type { RouteConfig } from "../config/routes.ts";
 import type { Config } from "../config/schema.ts";
+import { readUpstreamTls } from "../proxy/upstream_tls.ts";
 import { shadowed } from "../routing/router.ts";
 import { type Command, noPositionals, parseFlags } from "./_flags.ts";
 
 const USAGE = `Usage: lb check [--config FILE]
 
-Validates the config and prints the effective settings (defaults filled in) and the
-routing table, and warns about routes that can never match because an earlier route
-takes every request they would. A bad file exits 1 with every problem named by its
-field path, and for YAML syntax errors by line and column.
+Validates the config, reads the upstreamTls files it names (as lb serve would), and prints
+the effective settings (defaults filled in) and the routing table, and warns about routes
+that can never match because an earlier route takes every request they would. A bad file
+exits 1 with every problem named by its field path, and for YAML syntax errors by line
+and column.
 
 Flags:
   --config FILE   config file (default: ./lb.yaml if present, else built-in defaults)
@@ -105,6 +107,7 @@ export const checkCommand: Command = {
     const { values, positionals } = parseFlags(args, { config: { type: "string" } }, "check");
     noPositionals(positionals, "check");
     const { config, source } = await loadConfig(values.config);
+    readUpstreamTls(config, source); // what serve would refuse at start: missing, not PEM…
     const routes = resolveRoutes(config);
     console.log(`# ${source}: OK\n${effectiveYaml(config)}`);
     console.log(`# routing table (the first route that matches wins):\n${routingTable(routes)}`);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../../backends/demo.ts";
+import { makePki } from "../_certs.ts";
 import { freePort, until } from "../_stack.ts";
 import { assertUsageError, lb, spawnLb } from "./_cli.ts";
 
@@ -75,6 +76,38 @@ Deno.test("lb check names every problem of a bad file by field path, and YAML er
     assert.match(missing.stderr, /cannot read the config file: no such file/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lb check and lb serve read upstreamTls files relative to the config file, and refuse one they cannot use", async () => {
+  const pki = await makePki();
+  try {
+    await Deno.mkdir(`${pki.dir}/conf/certs`, { recursive: true });
+    await Deno.copyFile(pki.ca.certFile, `${pki.dir}/conf/certs/ca.pem`);
+    const good = `${pki.dir}/conf/good.yaml`;
+    await Deno.writeTextFile(
+      good,
+      "backends: [{ url: 'https://127.0.0.1:1' }]\nupstreamTls: { ca: certs/ca.pem }\n",
+    );
+    const ok = await lb(["check", "--config", good]); // run from the repository, not conf/
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /upstreamTls:\n {2}ca: certs\/ca\.pem/);
+
+    const bad = `${pki.dir}/conf/bad.yaml`;
+    await Deno.writeTextFile(
+      bad,
+      "backends: [{ url: 'https://127.0.0.1:1' }]\nupstreamTls: { ca: certs/nowhere.pem }\n",
+    );
+    for (const cmd of [["check"], ["serve", "--port", "0", "--admin-port", "0"]]) {
+      const r = await lb([...cmd, "--config", bad]);
+      assert.equal(r.code, 1, cmd[0]);
+      assert.equal(
+        r.stderr,
+        `lb: ${bad}: upstreamTls.ca: cannot read ${pki.dir}/conf/certs/nowhere.pem: no such file\n`,
+      );
+    }
+  } finally {
+    await pki.close();
   }
 });
 
