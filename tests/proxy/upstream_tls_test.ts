@@ -12,7 +12,7 @@ import { ConfigError, validateConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import { type CertPair, makePki } from "../_certs.ts";
-import { assertEventually, memoryLogger } from "../_stack.ts";
+import { assertEventually, call, memoryLogger } from "../_stack.ts";
 
 const pki = await makePki();
 const ca = pki.ca;
@@ -281,6 +281,35 @@ Deno.test("health checks use the pool's TLS settings: an untrusted https backend
     await lb.shutdown(1000);
     await trusted.close();
     await untrusted.close();
+  }
+});
+
+Deno.test("an https backend added through the admin API is reached with its pool's upstreamTls", async () => {
+  const first = httpsBackend("first", ipCert);
+  const added = httpsBackend("added", ipCert);
+  const lb = startLb({
+    config: config({
+      backends: [{ url: first.url }],
+      upstreamTls: { ca: ca.certFile },
+      admin: { enabled: true, host: "127.0.0.1", port: 0 },
+    }),
+    logger: memoryLogger(),
+  });
+  try {
+    const r = await call(lb.adminUrl!, "POST", "/api/servers", { url: added.url, name: "added" });
+    assert.equal(r.status, 201);
+    assert.equal(r.json.url, added.url);
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const { status, json } = await get(lb);
+      assert.equal(status, 200);
+      seen.add(json.backend);
+    }
+    assert.deepEqual([...seen].sort(), ["added", "first"]);
+  } finally {
+    await lb.shutdown(1000);
+    await first.close();
+    await added.close();
   }
 });
 
