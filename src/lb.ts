@@ -18,7 +18,7 @@ import { createTrafficApp } from "./proxy/handler.ts";
 import { readUpstreamTls } from "./proxy/upstream_tls.ts";
 import { Pools } from "./routing/pools.ts";
 import { newStickySecret } from "./routing/sticky.ts";
-import type { AcmeConfig, CertFiles } from "./config/tls.ts";
+import { type AcmeConfig, type CertFiles, withTlsPaths } from "./config/tls.ts";
 import { Listener } from "./listener.ts";
 import { Certificates } from "./tls/certificate.ts";
 import { AcmeManager, ChallengeStore } from "./tls/acme.ts";
@@ -95,6 +95,8 @@ interface Parts {
   control: Control;
   ready: Promise<void>;
   certificates: Certificates;
+  /** Where the config came from (the files it names are relative to it). */
+  source: string | undefined;
   /** http-01 challenges the redirect listener answers. */
   challenges: ChallengeStore;
 }
@@ -134,7 +136,8 @@ function startListeners(
   handler: Deno.ServeHandler<Deno.NetAddr>,
   reusePort: boolean | undefined,
 ): Listeners {
-  const { config, logger, certificates } = parts;
+  const { logger, certificates } = parts;
+  const config = withTlsPaths(parts.config, parts.source);
   const { host, port, tls, redirectHttp } = config.listen;
   const started: Listeners = {};
   const startTraffic = (pair: PemPair | undefined) =>
@@ -256,11 +259,13 @@ function build(opts: LbOptions): Parts {
     ready,
     certificates,
     challenges,
+    source: opts.configSource,
   };
 }
 
 function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
-  const { config, logger } = parts;
+  const { logger } = parts;
+  const config = withTlsPaths(parts.config, parts.source);
   const tls = config.admin.tls
     ? startCertificate(parts.certificates, logger, "admin", config.admin.tls)
     : undefined;
@@ -304,7 +309,12 @@ function handle(parts: Parts, listeners: Listeners): Lb {
     const r = await reloader.reload(next, why);
     if (r.ok) {
       r.changes.push(
-        ...reloadCertificates(parts.certificates, parts.logger, listeners, control.config),
+        ...reloadCertificates(
+          parts.certificates,
+          parts.logger,
+          listeners,
+          withTlsPaths(control.config, parts.source),
+        ),
       );
     }
     return r;

@@ -7,6 +7,7 @@ import { watchFile } from "../control/watch.ts";
 import { type Lb, startLb } from "../lb.ts";
 import { createLogger, type Logger, resolveFormat } from "../log.ts";
 import { shadowWarnings } from "./check.ts";
+import { withTlsPaths } from "../config/tls.ts";
 
 /** How `runLbUntilSignal` reloads (serve passes these; demo does not reload). */
 export interface RunOptions {
@@ -110,14 +111,9 @@ function followReloads(lb: Lb, run: RunOptions, logger: Logger): () => void {
   const watchers: { close(): void }[] = [];
   if (reload && run.watch) {
     // The config file, and the certificate files it names (certbot and the like replace them).
-    const { tls } = lb.config.listen;
-    const files = [
-      run.watch,
-      tls?.cert,
-      tls?.key,
-      lb.config.admin.tls?.cert,
-      lb.config.admin.tls?.key,
-    ]
+    const config = withTlsPaths(lb.config, run.watch);
+    const { tls } = config.listen;
+    const files = [run.watch, tls?.cert, tls?.key, config.admin.tls?.cert, config.admin.tls?.key]
       .filter((f): f is string => f !== undefined);
     for (const file of new Set(files)) {
       watchers.push(watchFile(file, () => void lb.reload(reload, `${file} changed`)));

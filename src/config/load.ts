@@ -2,7 +2,6 @@
  * lb.yaml → a validated Config: YAML with positions, the schema, and problems named by
  * field path (or line and column), one line each.
  */
-import { dirname, isAbsolute, join } from "node:path";
 import YAML from "yaml";
 import type { z } from "zod";
 import DEFAULT_CONFIG_YAML from "../../lb.yaml" with { type: "text" };
@@ -10,18 +9,9 @@ import { type Config, ConfigSchema } from "./schema.ts";
 
 export { DEFAULT_CONFIG_YAML };
 
-/** Where the config came from when no file was read. */
-export const BUILT_IN = "built-in defaults";
+import { BUILT_IN } from "./paths.ts";
 
-/**
- * A file named in a config as lb reads it: a relative path is relative to the config
- * file's directory (the working directory for a config that is no file), so lb finds the
- * same files wherever it is started from.
- */
-export function configRelative(path: string, source: string | undefined): string {
-  if (isAbsolute(path)) return path;
-  return source !== undefined && source !== BUILT_IN ? join(dirname(source), path) : path;
-}
+export { BUILT_IN, configRelative } from "./paths.ts";
 
 /** A config that could not be loaded: every problem, one per line, ready to print. */
 export class ConfigError extends Error {

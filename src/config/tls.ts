@@ -4,6 +4,7 @@
  * form). Files are named here and read when lb starts or reloads (tls/ checks them).
  */
 import { z } from "zod";
+import { configRelative } from "./paths.ts";
 import { seconds } from "./units.ts";
 
 const file = z.string({ invalid_type_error: "must be a file path" }).min(1, "must not be empty");
@@ -97,3 +98,39 @@ export const upstreamTlsSchema = z.object({
 });
 
 export type UpstreamTls = z.infer<typeof upstreamTlsSchema>;
+
+/**
+ * The config with the files of its TLS sections as lb reads them: relative paths are
+ * relative to the config file's directory (see `configRelative`), like upstreamTls's.
+ */
+export function withTlsPaths<C extends TlsPaths>(config: C, source: string | undefined): C {
+  const at = (p: string) => configRelative(p, source);
+  const files = (f: { cert: string; key: string }) => ({ ...f, cert: at(f.cert), key: at(f.key) });
+  const tls = config.listen.tls;
+  return {
+    ...config,
+    listen: {
+      ...config.listen,
+      ...(tls && {
+        tls: {
+          ...tls,
+          ...(tls.cert !== undefined && { cert: at(tls.cert) }),
+          ...(tls.key !== undefined && { key: at(tls.key) }),
+          ...(tls.acme && {
+            acme: {
+              ...tls.acme,
+              storage: at(tls.acme.storage),
+              ...(tls.acme.caBundle && { caBundle: at(tls.acme.caBundle) }),
+            },
+          }),
+        },
+      }),
+    },
+    admin: { ...config.admin, ...(config.admin.tls && { tls: files(config.admin.tls) }) },
+  };
+}
+
+interface TlsPaths {
+  listen: { tls?: ListenTls };
+  admin: { tls?: CertFiles };
+}

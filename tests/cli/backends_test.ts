@@ -296,19 +296,23 @@ async function lb(...args: string[]): Promise<{ code: number; stdout: string; st
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-/** A port P such that P and P+1 were both free a moment ago. */
+/**
+ * A port P such that P and P+1 were both free a moment ago. Candidates come from below the
+ * kernel's ephemeral range (32768 up), where the suite's many client sockets do not land.
+ */
 function freePortPair(): number {
-  for (let i = 0; i < 50; i++) {
-    const a = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = a.addr.port;
+  for (let i = 0; i < 500; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
     try {
-      if (port >= 65535) continue;
-      Deno.listen({ hostname: "127.0.0.1", port: port + 1 }).close();
-      return port;
+      const a = Deno.listen({ hostname: "127.0.0.1", port });
+      try {
+        Deno.listen({ hostname: "127.0.0.1", port: port + 1 }).close();
+        return port;
+      } finally {
+        a.close();
+      }
     } catch {
-      // port + 1 is taken: try another pair.
-    } finally {
-      a.close();
+      // one of the two is taken: try another pair.
     }
   }
   throw new Error("no two consecutive free ports found");

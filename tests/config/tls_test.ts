@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { resolvePools } from "../../src/config/pools.ts";
+import { withTlsPaths } from "../../src/config/tls.ts";
 
 /** The problems lb.yaml `text` is refused with. */
 function problemsOf(text: string): string[] {
@@ -88,4 +89,19 @@ Deno.test("serverName is a host name or an IP address, as certificates name serv
     );
   }
   assert.match(problemsOf("upstreamTls: { sni: x }")[0], /upstreamTls: unknown key "sni"/);
+});
+
+Deno.test("the TLS sections' files are relative to the config file's directory, like upstreamTls's", () => {
+  const config = parseConfig(`listen:
+  tls:
+    acme: { directory: "https://ca.test/dir", domains: [a.test], storage: acme, caBundle: ../ca.pem }
+admin: { tls: { cert: admin.crt, key: /abs/admin.key } }`);
+  const resolved = withTlsPaths(config, "/etc/lb/lb.yaml");
+  assert.equal(resolved.listen.tls!.acme!.storage, "/etc/lb/acme");
+  assert.equal(resolved.listen.tls!.acme!.caBundle, "/etc/ca.pem");
+  assert.deepEqual(resolved.admin.tls, { cert: "/etc/lb/admin.crt", key: "/abs/admin.key" });
+  const files = parseConfig(`listen: { tls: { cert: c.pem, key: k.pem } }`);
+  const f = withTlsPaths(files, "/srv/lb.yaml").listen.tls!;
+  assert.deepEqual([f.cert, f.key], ["/srv/c.pem", "/srv/k.pem"]);
+  assert.equal(withTlsPaths(files, undefined).listen.tls!.cert, "c.pem");
 });
