@@ -20,7 +20,9 @@ import { Pools } from "./routing/pools.ts";
 import { newStickySecret } from "./routing/sticky.ts";
 import { type AcmeConfig, type CertFiles, withTlsPaths } from "./config/tls.ts";
 import { Listener } from "./listener.ts";
-import { Certificates } from "./tls/certificate.ts";
+import { Certificates, keyFileWarning } from "./tls/certificate.ts";
+import { resolvePools } from "./config/pools.ts";
+import { configRelative } from "./config/paths.ts";
 import { AcmeManager, ChallengeStore } from "./tls/acme.ts";
 import type { PemPair } from "./tls/certificate.ts";
 import { redirectHandler } from "./tls/redirect.ts";
@@ -232,6 +234,11 @@ function build(opts: LbOptions): Parts {
   const logger = opts.logger ??
     createLogger({ format: resolveFormat(config.log.format), access: config.log.access });
   const tls = readUpstreamTls(base, opts.configSource);
+  for (const pool of resolvePools(base)) {
+    const key = pool.upstreamTls.key;
+    const warning = key && keyFileWarning(configRelative(key, opts.configSource));
+    if (warning) logger.event("tls", `warning: ${warning}`, { pool: pool.name, key });
+  }
   const secret = applied.stickySecret ?? newStickySecret();
   const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret, tls);
   const certificates = new Certificates(logger);

@@ -403,3 +403,37 @@ backends: [{ url: "${backend.url}" }]`),
     await ca.close();
   }
 });
+
+Deno.test("only TLS 1.2 and 1.3 are spoken; a client key others can read is warned about", async () => {
+  const s = await setup();
+  const client = s.ca.leaf("client", ["lb-client"]);
+  Deno.chmodSync(client.keyFile, 0o640);
+  try {
+    const p = port(s.lb);
+    const hello = async (flag: string) => {
+      const c = new Deno.Command("openssl", {
+        args: ["s_client", flag, "-connect", `127.0.0.1:${p}`, "-servername", "localhost"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      await c.stdin.close();
+      const out = await c.output();
+      return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    };
+    assert.match(await hello("-tls1_3"), /New, TLSv1\.3, Cipher is/);
+    assert.match(await hello("-tls1_2"), /New, TLSv1\.2, Cipher is/);
+    assert.match(await hello("-tls1_1"), /no peer certificate available/);
+    const logger = memoryLogger();
+    const lb = startLb({
+      config: s.config(`upstreamTls: { cert: ${client.certFile}, key: ${client.keyFile} }`),
+      logger,
+    });
+    await lb.shutdown(1000);
+    assert.ok(
+      logger.lines.some((l) => /client\.key is readable by other users \(mode 640\)/.test(l)),
+    );
+  } finally {
+    await s.close();
+  }
+});
