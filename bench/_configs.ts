@@ -9,6 +9,14 @@ export interface Upstream {
   port: number;
 }
 
+/** The run's throwaway certificate (see bench/_tls.ts), as the three servers want it. */
+export interface BenchCert {
+  cert: string;
+  key: string;
+  /** Certificate and key in one file, for HAProxy's `crt`. */
+  pem: string;
+}
+
 export interface LbConfigOptions {
   port: number;
   strategy: string;
@@ -18,6 +26,8 @@ export interface LbConfigOptions {
   generousLimits?: boolean;
   /** A routing table of this many routes in front of the one pool (see routeTable). */
   routes?: number;
+  /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate. */
+  tls?: BenchCert;
 }
 
 /**
@@ -40,7 +50,11 @@ export function routeTable(count: number, pool: string): Record<string, unknown>
 /** lb.yaml for one lb target (JSON is YAML). Admin off; everything else lb's defaults. */
 export function lbConfig(o: LbConfigOptions): string {
   const cfg: Record<string, unknown> = {
-    listen: { host: "127.0.0.1", port: o.port },
+    listen: {
+      host: "127.0.0.1",
+      port: o.port,
+      ...(o.tls ? { tls: { cert: o.tls.cert, key: o.tls.key } } : {}),
+    },
     strategy: o.strategy,
     backends: o.backends.map((b, i) => ({
       url: `http://${b.host}:${b.port}`,
@@ -68,24 +82,43 @@ export function lbConfig(o: LbConfigOptions): string {
  * nginx: one worker, upstream keep-alive (`keepalive` needs HTTP/1.1 and an empty
  * Connection header to take effect), no logs, every path in `dir`. `keepalive_requests`
  * is raised on both sides because lb does not cap requests per connection; nginx's default
- * of 1000 would make wrk reconnect every 1000 requests.
+ * of 1000 would make wrk reconnect every 1000 requests (and, since 1.19.7, end an HTTP/2
+ * connection after 1000 streams).
+ *
+ * With `tls`: HTTPS with HTTP/2 by ALPN (`listen … ssl http2`, the spelling of nginx 1.22;
+ * 1.25 moved it to `http2 on`). TLS 1.3 is named because nginx before 1.23.4 leaves it out
+ * of its default `ssl_protocols`: nginx 1.22 would negotiate TLS 1.2 and resume sessions
+ * without a key exchange, while HAProxy and lb speak TLS 1.3. Its files are named apart
+ * (`nginx-tls…`), so both can run from one `dir`.
  */
-export function nginxConfig(dir: string, port: number, backends: Upstream[]): string {
+export function nginxConfig(
+  dir: string,
+  port: number,
+  backends: Upstream[],
+  tls?: BenchCert,
+): string {
+  const n = tls ? "nginx-tls" : "nginx";
+  const listen = tls
+    ? `listen 127.0.0.1:${port} ssl http2;
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;`
+    : `listen 127.0.0.1:${port};`;
   return `worker_processes 1;
 daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log error;
+pid ${dir}/${n}.pid;
+error_log ${dir}/${n}-error.log error;
 worker_rlimit_nofile 65535;
 events {
   worker_connections 16384;
 }
 http {
   access_log off;
-  client_body_temp_path ${dir}/nginx-client-body;
-  proxy_temp_path ${dir}/nginx-proxy;
-  fastcgi_temp_path ${dir}/nginx-fastcgi;
-  uwsgi_temp_path ${dir}/nginx-uwsgi;
-  scgi_temp_path ${dir}/nginx-scgi;
+  client_body_temp_path ${dir}/${n}-client-body;
+  proxy_temp_path ${dir}/${n}-proxy;
+  fastcgi_temp_path ${dir}/${n}-fastcgi;
+  uwsgi_temp_path ${dir}/${n}-uwsgi;
+  scgi_temp_path ${dir}/${n}-scgi;
   keepalive_requests 1000000;
   upstream backends {
 ${backends.map((b) => `    server ${b.host}:${b.port};`).join("\n")}
@@ -93,7 +126,7 @@ ${backends.map((b) => `    server ${b.host}:${b.port};`).join("\n")}
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:${port};
+    ${listen}
     location / {
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -104,8 +137,12 @@ ${backends.map((b) => `    server ${b.host}:${b.port};`).join("\n")}
 `;
 }
 
-/** HAProxy: one thread, `http-reuse always` for upstream keep-alive, no `log` lines. */
-export function haproxyConfig(port: number, backends: Upstream[]): string {
+/**
+ * HAProxy: one thread, `http-reuse always` for upstream keep-alive, no `log` lines. With
+ * `tls`: HTTPS with HTTP/2 and HTTP/1.1 by ALPN (HAProxy reads certificate and key from one
+ * PEM file).
+ */
+export function haproxyConfig(port: number, backends: Upstream[], tls?: BenchCert): string {
   return `global
   nbthread 1
   # Enough for the benchmark; HAProxy needs ~2 files per connection under ulimit -n.
@@ -121,7 +158,7 @@ defaults
   timeout http-keep-alive 60s
 
 frontend bench
-  bind 127.0.0.1:${port}
+  bind 127.0.0.1:${port}${tls ? ` ssl crt ${tls.pem} alpn h2,http/1.1` : ""}
   default_backend backends
 
 backend backends

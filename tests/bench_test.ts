@@ -9,6 +9,7 @@ import { parseConfig } from "../src/config/load.ts";
 import { haproxyConfig, lbConfig, nginxConfig } from "../bench/_configs.ts";
 import { freePort, memoryOf, Procs, waitForPort } from "../bench/_procs.ts";
 import { summarizeProfile } from "../bench/_profile.ts";
+import { makeCertificate } from "../bench/_tls.ts";
 import {
   addRatios,
   checkTargets,
@@ -187,48 +188,104 @@ Deno.test("the generated lb config is valid lb config with admin off and limits 
   ]);
 });
 
-Deno.test({
-  name: "the generated nginx config passes nginx -t",
-  async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      await Deno.writeTextFile(
-        `${dir}/nginx.conf`,
-        nginxConfig(dir, 18081, [{ host: "127.0.0.1", port: 1 }]),
-      );
-      const out = await new Deno.Command("nginx", {
-        args: ["-t", "-p", dir, "-e", `${dir}/err.log`, "-c", `${dir}/nginx.conf`],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+async function nginxTest(dir: string, conf: string): Promise<void> {
+  await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
+  const out = await new Deno.Command("nginx", {
+    args: ["-t", "-p", dir, "-e", `${dir}/err.log`, "-c", `${dir}/nginx.conf`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+}
+
+Deno.test("the generated lb config serves HTTPS with the benchmark's certificate", () => {
+  const tls = { cert: "/x/cert.pem", key: "/x/key.pem", pem: "/x/cert+key.pem" };
+  const config = parseConfig(
+    lbConfig({
+      port: 18443,
+      strategy: "round-robin",
+      backends: [{ host: "127.0.0.1", port: 1 }],
+      accessLog: false,
+      tls,
+    }),
+    "bench",
+  );
+  assert.equal(config.listen.tls?.cert, "/x/cert.pem");
+  assert.equal(config.listen.tls?.key, "/x/key.pem");
 });
 
-Deno.test({
-  name: "the generated HAProxy config passes haproxy -c",
-  async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      await Deno.writeTextFile(
-        `${dir}/h.cfg`,
-        haproxyConfig(18082, [{ host: "127.0.0.1", port: 1 }]),
-      );
-      const out = await new Deno.Command("haproxy", {
-        args: ["-c", "-f", `${dir}/h.cfg`],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 0, text);
-      assert.doesNotMatch(text, /WARNING/, text);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+Deno.test("the generated nginx config passes nginx -t", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await nginxTest(dir, nginxConfig(dir, 18081, [{ host: "127.0.0.1", port: 1 }]));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the generated nginx HTTPS config passes nginx -t and asks for TLS 1.3 and HTTP/2", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tls = await makeCertificate(dir);
+    const conf = nginxConfig(dir, 18081, [{ host: "127.0.0.1", port: 1 }], tls);
+    assert.match(conf, /listen 127\.0\.0\.1:18081 ssl http2;/);
+    assert.match(conf, /ssl_protocols TLSv1\.2 TLSv1\.3;/);
+    assert.match(conf, new RegExp(`pid ${dir}/nginx-tls\\.pid`));
+    await nginxTest(dir, conf);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function haproxyCheck(dir: string, conf: string): Promise<void> {
+  await Deno.writeTextFile(`${dir}/h.cfg`, conf);
+  const out = await new Deno.Command("haproxy", {
+    args: ["-c", "-f", `${dir}/h.cfg`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text);
+  assert.doesNotMatch(text, /WARNING/, text);
+}
+
+Deno.test("the generated HAProxy config passes haproxy -c", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await haproxyCheck(dir, haproxyConfig(18082, [{ host: "127.0.0.1", port: 1 }]));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the generated HAProxy HTTPS config passes haproxy -c with the one-file certificate", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tls = await makeCertificate(dir);
+    const pem = await Deno.readTextFile(tls.pem);
+    assert.match(pem, /BEGIN CERTIFICATE[^]*BEGIN PRIVATE KEY/);
+    const conf = haproxyConfig(18082, [{ host: "127.0.0.1", port: 1 }], tls);
+    assert.match(conf, /bind 127\.0\.0\.1:18082 ssl crt \S+ alpn h2,http\/1\.1/);
+    await haproxyCheck(dir, conf);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the throwaway certificate is EC P-256 for localhost and 127.0.0.1", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tls = await makeCertificate(dir);
+    const out = await new Deno.Command("openssl", {
+      args: ["x509", "-in", tls.cert, "-noout", "-text"],
+      stdout: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.match(text, /NIST CURVE: P-256|prime256v1/);
+    assert.match(text, /DNS:localhost, IP Address:127\.0\.0\.1/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("a profile is summed into self and total time per function, idle apart", () => {
