@@ -55,6 +55,8 @@ export interface WrkOptions {
   connections: number;
   /** Seconds. */
   duration: number;
+  /** Request headers, like `Connection: close`. */
+  headers?: string[];
 }
 
 /** Runs wrk as a tracked subprocess (so Ctrl-C stops it) and parses its report. */
@@ -66,6 +68,7 @@ export async function runWrk(procs: Procs, o: WrkOptions): Promise<WrkResult> {
     "--latency",
     "--timeout",
     "5s",
+    ...(o.headers ?? []).flatMap((h) => ["-H", h]),
     o.url,
   ];
   const { status, output } = await procs.run("wrk", "wrk", args);

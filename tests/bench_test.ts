@@ -10,6 +10,7 @@ import { haproxyConfig, lbConfig, nginxConfig } from "../bench/_configs.ts";
 import { freePort, memoryOf, Procs, waitForPort } from "../bench/_procs.ts";
 import { summarizeProfile } from "../bench/_profile.ts";
 import { makeCertificate } from "../bench/_tls.ts";
+import { h2loadArgs, parseH2load } from "../bench/_h2load.ts";
 import {
   addRatios,
   checkTargets,
@@ -62,6 +63,97 @@ Deno.test("wrk times in us, ms, s and m convert to ms", () => {
   assert.equal(parseWrkTime("2.00s"), 2000);
   assert.equal(parseWrkTime("1.00m"), 60_000);
   assert.throws(() => parseWrkTime("fast"));
+});
+
+// h2load 1.52 (nghttp2-client in Debian 12) against nginx 1.22 over TLS, -c 50 -m 10 -D 3.
+const H2LOAD_OUTPUT = `starting benchmark...
+spawning thread #0: 50 total client(s). Timing-based test with 0s of warm-up time and 3s of main duration for measurements.
+Warm-up started for thread #0.
+progress: 10% of clients started
+progress: 20% of clients started
+progress: 30% of clients started
+progress: 40% of clients started
+progress: 50% of clients started
+progress: 60% of clients started
+progress: 70% of clients started
+progress: 80% of clients started
+progress: 90% of clients started
+progress: 100% of clients started
+Warm-up phase is over for thread #0.
+Main benchmark duration is started for thread #0.
+TLS Protocol: TLSv1.3
+Cipher: TLS_AES_128_GCM_SHA256
+Server Temp Key: X25519 253 bits
+Application protocol: h2
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 3.01s, 20972.00 req/s, 4.34MB/s
+requests: 62916 total, 63416 started, 62916 done, 62916 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 62916 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 13.02MB (13655222) total, 4.26MB (4467036) headers (space savings 42.74%), 7.68MB (8053248) data
+                     min         max         mean         sd        +/- sd
+time for request:     5.21ms     54.09ms     23.13ms      8.50ms    65.24%
+time for connect:     4.80ms    112.04ms     31.26ms     31.26ms    82.00%
+time to 1st byte:    29.47ms    125.72ms     52.36ms     27.12ms    80.00%
+req/s           :     401.28      439.88      418.74        8.97    64.00%
+`;
+
+Deno.test("h2load's report is read into req/s, mean time per request, failures and the TLS it agreed on", () => {
+  const r = parseH2load(H2LOAD_OUTPUT);
+  assert.equal(r.requestsPerSec, 20972);
+  assert.equal(r.requests, 62916);
+  assert.equal(r.seconds, 3.01);
+  assert.equal(r.meanMs, 23.13);
+  assert.equal(r.errors, 0);
+  assert.equal(r.non2xx, 0);
+  // No percentiles in h2load's report: none are made up.
+  assert.ok(Number.isNaN(r.p50) && Number.isNaN(r.p99));
+  assert.deepEqual(r.negotiated, {
+    protocol: "TLSv1.3",
+    cipher: "TLS_AES_128_GCM_SHA256",
+    key: "X25519 253 bits",
+    alpn: "h2",
+  });
+});
+
+Deno.test("h2load's failed requests and non-2xx answers count as errors", () => {
+  const r = parseH2load(
+    H2LOAD_OUTPUT.replace(
+      "62916 succeeded, 0 failed, 0 errored",
+      "62816 succeeded, 100 failed, 40 errored",
+    ).replace("62916 2xx, 0 3xx, 0 4xx, 0 5xx", "62856 2xx, 0 3xx, 0 4xx, 60 5xx"),
+  );
+  assert.equal(r.errors, 100);
+  assert.equal(r.non2xx, 60);
+  assert.equal(r.requests, 62816);
+});
+
+Deno.test("an h2load run that fell back to HTTP/1.1, or printed no result, is an error", () => {
+  assert.throws(
+    () =>
+      parseH2load(
+        H2LOAD_OUTPUT.replace("Application protocol: h2", "Application protocol: http/1.1"),
+      ),
+    /chose http\/1\.1 over h2/,
+  );
+  assert.throws(() => parseH2load("connect to 127.0.0.1:1 failed\n"), /no "finished in"/);
+});
+
+Deno.test("h2load runs one thread for a duration, or a request count when it has no -D", () => {
+  const o = { url: "https://127.0.0.1:1/", clients: 50, streams: 10, duration: 5 };
+  assert.deepEqual(h2loadArgs({ ...o, hasDuration: true }), [
+    "-t",
+    "1",
+    "-c",
+    "50",
+    "-m",
+    "10",
+    "-D",
+    "5",
+    "https://127.0.0.1:1/",
+  ]);
+  assert.deepEqual(h2loadArgs({ ...o, hasDuration: false }).slice(6, 8), ["-n", "100000"]);
 });
 
 Deno.test("--only lb selects every lb target, lb:round-robin only itself", () => {

@@ -1,15 +1,17 @@
 /**
  * Run by `deno task test` before the suite: makes sure the real tools the tests drive are
  * here (Chromium for the dashboard, promtool for metrics, slowhttptest, nghttp, ss, nginx
- * and HAProxy for the benchmark configs, pebble with its pebble-challtestsrv and openssl for
- * the ACME tests). On a Debian machine as root it installs what is missing with apt-get;
- * elsewhere it names the packages and exits 1, so a test never silently skips a tool.
+ * and HAProxy for the benchmark configs, h2load for its HTTP/2 runs, pebble with its
+ * pebble-challtestsrv and openssl for the ACME tests). On a Debian machine as root it
+ * installs what is missing with apt-get; elsewhere it names the packages and exits 1, so a
+ * test never silently skips a tool.
  */
 const TOOLS: [command: string, pkg: string][] = [
   ["/usr/bin/chromium", "chromium"],
   ["promtool", "prometheus"],
   ["slowhttptest", "slowhttptest"],
   ["nghttp", "nghttp2-client"],
+  ["h2load", "nghttp2-client"],
   ["ss", "iproute2"],
   ["nginx", "nginx-light"],
   ["haproxy", "haproxy"],
