@@ -9,7 +9,7 @@
  * to bench/results/bench-<timestamp>.json and bench/results/latest.json.
  */
 import { parseArgs } from "node:util";
-import { haproxyConfig, lbConfig, nginxConfig, type Upstream } from "./_configs.ts";
+import { lbConfig, type Upstream } from "./_configs.ts";
 import { type ChunkedResult, measureChunkedUploads } from "./_chunked.ts";
 import { measureMemory } from "./_memory.ts";
 import {
@@ -21,6 +21,7 @@ import {
   waitForOutput,
   waitForPort,
 } from "./_procs.ts";
+import { peerMissing, startHaproxy, startNginx } from "./_peers.ts";
 import { formatProfile, summarizeProfile } from "./_profile.ts";
 import {
   addRatios,
@@ -440,44 +441,19 @@ async function startTargets(
       return { proc, port };
     });
   }
-  if (want("nginx")) {
-    const r: Running = { id: "nginx", label: "nginx (1 worker)", port: 0 };
-    if (!(await commandOutput("nginx", ["-v"]))) {
-      r.skipped = "nginx is not installed (apt-get install nginx-light)";
+  for (
+    const [id, label, start] of [
+      ["nginx", "nginx (1 worker)", startNginx],
+      ["haproxy", "HAProxy (1 thread)", startHaproxy],
+    ] as const
+  ) {
+    if (!want(id)) continue;
+    const r: Running = { id, label, port: 0 };
+    const missing = await peerMissing(id);
+    if (missing) {
+      r.skipped = missing;
       out.push(r);
-    } else {
-      add(r, async () => {
-        const port = freePort();
-        const conf = `${dir}/nginx.conf`;
-        await Deno.writeTextFile(conf, nginxConfig(dir, port, upstreams));
-        const proc = procs.spawn("nginx", "nginx", [
-          "-p",
-          dir,
-          "-e",
-          `${dir}/nginx-error.log`,
-          "-c",
-          conf,
-        ]);
-        await waitForPort(proc, port);
-        return { proc, port };
-      });
-    }
-  }
-  if (want("haproxy")) {
-    const r: Running = { id: "haproxy", label: "HAProxy (1 thread)", port: 0 };
-    if (!(await commandOutput("haproxy", ["-v"]))) {
-      r.skipped = "HAProxy is not installed (apt-get install haproxy)";
-      out.push(r);
-    } else {
-      add(r, async () => {
-        const port = freePort();
-        const conf = `${dir}/haproxy.cfg`;
-        await Deno.writeTextFile(conf, haproxyConfig(port, upstreams));
-        const proc = procs.spawn("haproxy", "haproxy", ["-db", "-f", conf]);
-        await waitForPort(proc, port);
-        return { proc, port };
-      });
-    }
+    } else add(r, () => start(procs, dir, upstreams));
   }
   const lbTargets: [string, string, string, boolean, number?, number?][] = [];
   // A strategy named in --only (lb:NAME) is measured even when issue 7 does not list it.
