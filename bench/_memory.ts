@@ -272,11 +272,12 @@ export async function startSink(o: Pick<MemoryOptions, "procs" | "root">) {
   return { proc, port };
 }
 
-/** Starts a lean proxy (`file`) on a free port in front of `upstreams`. */
+/** Starts a lean proxy (`file` with `args`) on a free port in front of `upstreams`. */
 export async function startLean(
   o: Pick<MemoryOptions, "procs" | "root">,
   lean: { file: string },
   upstreams: Upstream[],
+  args: string[] = [],
 ): Promise<{ proc: Proc; port: number }> {
   const port = freePort();
   const proc = o.procs.spawn("lean", Deno.execPath(), [
@@ -286,6 +287,7 @@ export async function startLean(
     "--port",
     String(port),
     ...upstreams.flatMap((u) => ["--backend", `http://${u.host}:${u.port}`]),
+    ...args,
   ], { cwd: o.root });
   try {
     await waitForPort(proc, port);
