@@ -216,3 +216,46 @@ export function sampleRss(
     },
   };
 }
+
+/** Clock ticks per second in /proc's CPU times (USER_HZ: 100 on every Linux lb runs on). */
+const USER_HZ = 100;
+
+/**
+ * CPU time (user + system, in seconds) used so far by `pid` and every process under it
+ * (nginx's worker, lb's --workers), from /proc; undefined once `pid` is gone. Children
+ * that exited are counted only once reaped, as the kernel counts them.
+ */
+export function cpuSecondsOf(pid: number): number | undefined {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  try {
+    for (const e of Deno.readDirSync("/proc")) {
+      const p = Number(e.name);
+      if (!Number.isInteger(p)) continue;
+      try {
+        const text = Deno.readTextFileSync(`/proc/${p}/stat`);
+        // After "pid (comm) ": ppid is field 4; utime and stime are fields 14 and 15.
+        const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+        stats.set(p, { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+      } catch {
+        // Gone, or not ours to read.
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  if (!stats.has(pid)) return undefined;
+  let ticks = 0;
+  const tree = new Set([pid]);
+  // Parents have lower pids only until pids wrap: repeat until the tree stops growing.
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [p, s] of stats) {
+      if (!tree.has(p) && tree.has(s.ppid)) {
+        tree.add(p);
+        grew = true;
+      }
+    }
+  }
+  for (const p of tree) ticks += stats.get(p)!.ticks;
+  return ticks / USER_HZ;
+}

@@ -1,15 +1,35 @@
-/** The benchmark's results: the table, the targets of issue 7, and number formatting. */
+/** The benchmark's results: the tables, the targets of issue 7, and number formatting. */
 import type { ChunkedResult } from "./_chunked.ts";
+import type { H2loadResult } from "./_h2load.ts";
+import { TLS_KINDS, type TlsKind } from "./_tls.ts";
 import type { WrkResult } from "./_wrk.ts";
+
+/** One measured run of a target. */
+export type Round = (WrkResult | H2loadResult) & {
+  /**
+   * CPU time the target's own processes used per answered request, in µs (the backends'
+   * not included): unlike req/s, it does not depend on what else shares the CPUs.
+   */
+  cpuUs?: number;
+};
 
 export interface TargetResult {
   id: string;
   label: string;
   /** Why it was not measured (tool missing, failed to start…). */
   skipped?: string;
-  rounds: WrkResult[];
-  /** Medians over the rounds. */
-  median?: { requestsPerSec: number; p50: number; p99: number; errors: number };
+  /** Which TLS measurement (see bench/_tls.ts); none for the plain HTTP table. */
+  kind?: TlsKind;
+  rounds: Round[];
+  /** Medians over the rounds (`meanMs`: h2load's mean time per request, its only latency). */
+  median?: {
+    requestsPerSec: number;
+    p50: number;
+    p99: number;
+    errors: number;
+    meanMs?: number;
+    cpuUs?: number;
+  };
   /** (max − min) / median of req/s over the rounds: the run's noise. */
   spread?: number;
   /** Filled by `addRatios`. */
@@ -72,6 +92,10 @@ export function summarize(t: TargetResult): void {
     p99: median(t.rounds.map((r) => r.p99)),
     errors: t.rounds.reduce((a, r) => a + r.errors, 0),
   };
+  const optional = (xs: (number | undefined)[]) =>
+    xs.every((x) => x !== undefined && Number.isFinite(x)) ? median(xs as number[]) : undefined;
+  t.median.meanMs = optional(t.rounds.map((r) => "meanMs" in r ? r.meanMs : undefined));
+  t.median.cpuUs = optional(t.rounds.map((r) => r.cpuUs));
   t.spread = t.rounds.length > 1 ? (Math.max(...rps) - Math.min(...rps)) / m : undefined;
 }
 
@@ -83,22 +107,31 @@ const fmtPct = (x: number | undefined) =>
   x === undefined || !Number.isFinite(x) ? "-" : `${(x * 100).toFixed(0)}%`;
 
 /**
- * Fills each target's ratios to nginx and to the lean proxy. When both ran the same rounds,
- * a ratio is the median of the per-round ratios: targets of one round ran minutes apart at
- * most, so load that comes and goes on the machine cancels out better than in a ratio of
- * medians.
+ * Fills each target's ratios to nginx and to the lean proxy, in the same measurement: a
+ * TLS row is compared with nginx's and the lean proxy's row of its kind. When both ran the
+ * same rounds, a ratio is the median of the per-round ratios: targets of one round ran
+ * minutes apart at most, so load that comes and goes on the machine cancels out better
+ * than in a ratio of medians.
  */
 export function addRatios(results: TargetResult[]): void {
-  const nginx = results.find((r) => r.id === "nginx" && r.median);
-  const lean = results.find((r) => r.id === "lean" && r.median);
+  const find = (id: string) => results.find((r) => r.id === id && r.median);
   for (const t of results) {
     if (!t.median) continue;
+    const nginx = find(refId("nginx", t.kind));
+    const lean = find(refId("lean", t.kind));
+    // h2load gives no p99: no ratio rather than NaN.
+    const p99 = nginx ? ratio(t, nginx, "p99") : NaN;
     t.ratios = {
       vsNginx: nginx ? ratio(t, nginx, "requestsPerSec") : undefined,
       vsLean: lean ? ratio(t, lean, "requestsPerSec") : undefined,
-      p99VsNginx: nginx ? ratio(t, nginx, "p99") : undefined,
+      p99VsNginx: Number.isFinite(p99) ? p99 : undefined,
     };
   }
+}
+
+/** The id of nginx's or the lean proxy's row in the measurement `kind` (none: plain HTTP). */
+export function refId(who: "nginx" | "lean", kind?: TlsKind): string {
+  return kind ? `${who}:tls/${kind}` : who;
 }
 
 function ratio(a: TargetResult, b: TargetResult, key: "requestsPerSec" | "p99"): number {
@@ -108,10 +141,16 @@ function ratio(a: TargetResult, b: TargetResult, key: "requestsPerSec" | "p99"):
   return a.median![key] / b.median![key];
 }
 
-const fmtX = (x: number | undefined) => x === undefined ? "-" : `${x.toFixed(2)}×`;
+const fmtUs = (us: number | undefined) =>
+  us === undefined || !Number.isFinite(us) ? "-" : `${us.toFixed(0)}µs`;
+const fmtX = (x: number | undefined) =>
+  x === undefined || !Number.isFinite(x) ? "-" : `${x.toFixed(2)}×`;
 
-/** The results table: ratios of req/s to nginx and to the lean proxy, and of p99 to nginx's. */
-export function formatTable(results: TargetResult[]): string {
+/**
+ * The results table: ratios of req/s to nginx and to the lean proxy, and of p99 to nginx's;
+ * with `cpu`, the target's CPU time per request too.
+ */
+export function formatTable(results: TargetResult[], o: { cpu?: boolean } = {}): string {
   if (results.length === 0) return "(no throughput targets selected)";
   const head = [
     "target",
@@ -120,6 +159,7 @@ export function formatTable(results: TargetResult[]): string {
     "p50",
     "p99",
     "errors",
+    ...(o.cpu ? ["CPU/req"] : []),
     "vs nginx",
     "vs lean",
     "p99/nginx",
@@ -134,6 +174,7 @@ export function formatTable(results: TargetResult[]): string {
       fmtMs(m.p50),
       fmtMs(m.p99),
       String(m.errors),
+      ...(o.cpu ? [fmtUs(m.cpuUs)] : []),
       fmtPct(r.ratios?.vsNginx),
       fmtPct(r.ratios?.vsLean),
       fmtX(r.ratios?.p99VsNginx),
@@ -149,27 +190,68 @@ export function formatTable(results: TargetResult[]): string {
   return [line(head), ...rows.map(line)].join("\n");
 }
 
-/** The same table as Markdown, for the README. */
+/**
+ * The HTTPS and HTTP/2 tables, one for each measurement, each compared with nginx and the
+ * lean proxy over TLS, with each target's CPU time per request; h2load's mean time per
+ * request stands under the HTTP/2 table, as it prints no percentiles.
+ */
+export function formatTlsTables(results: TargetResult[], connections: number): string {
+  const out: string[] = [];
+  for (const k of TLS_KINDS) {
+    const rows = results.filter((r) => r.kind === k.kind);
+    if (rows.length === 0) continue;
+    out.push(`${k.name} (${k.tool(connections)}):`, formatTable(rows, { cpu: true }));
+    const means = rows.filter((r) => r.median?.meanMs !== undefined);
+    if (means.length) {
+      out.push(
+        `  h2load prints no percentiles; its mean time per request: ${
+          means.map((r) => `${r.label} ${fmtMs(r.median!.meanMs!)}`).join(", ")
+        }`,
+      );
+    }
+    out.push("");
+  }
+  return out.join("\n").trimEnd();
+}
+
+/** The plain HTTP table as Markdown, for the README. */
 export function formatMarkdown(results: TargetResult[]): string {
   const out = [
     "| target | req/s | ± | p50 | p99 | errors | vs nginx | vs lean | p99 / nginx |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
-  for (const r of results) {
-    if (!r.median) {
-      out.push(`| ${r.label} | skipped: ${r.skipped ?? "no result"} | | | | | | | |`);
-      continue;
+  for (const r of results.filter((r) => !r.kind)) out.push(`| ${r.label} | ${markdownCells(r)} |`);
+  return out.join("\n");
+}
+
+/** The TLS tables as one Markdown table with a column for the measurement. */
+export function formatTlsMarkdown(results: TargetResult[]): string {
+  const out = [
+    "| measurement | target | req/s | ± | p50 | p99 | errors | CPU/req | vs nginx | vs lean | p99 / nginx |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const k of TLS_KINDS) {
+    for (const r of results.filter((r) => r.kind === k.kind)) {
+      out.push(`| ${k.name} | ${r.label} | ${markdownCells(r, true)} |`);
     }
-    const m = r.median;
-    out.push(
-      `| ${r.label} | ${fmtInt(m.requestsPerSec)} | ${
-        r.spread === undefined ? "" : fmtPct(r.spread)
-      } | ${fmtMs(m.p50)} | ${fmtMs(m.p99)} | ${m.errors} | ${fmtPct(r.ratios?.vsNginx)} | ${
-        fmtPct(r.ratios?.vsLean)
-      } | ${fmtX(r.ratios?.p99VsNginx)} |`,
-    );
   }
   return out.join("\n");
+}
+
+function markdownCells(r: TargetResult, cpu = false): string {
+  if (!r.median) return `skipped: ${r.skipped ?? "no result"} | | | | | | |${cpu ? " |" : ""} |`;
+  const m = r.median;
+  return [
+    fmtInt(m.requestsPerSec),
+    r.spread === undefined ? "" : fmtPct(r.spread),
+    fmtMs(m.p50),
+    fmtMs(m.p99),
+    m.errors,
+    ...(cpu ? [fmtUs(m.cpuUs)] : []),
+    fmtPct(r.ratios?.vsNginx),
+    fmtPct(r.ratios?.vsLean),
+    fmtX(r.ratios?.p99VsNginx),
+  ].join(" | ");
 }
 
 /** Issue 7's targets, judged on this run's numbers (call `addRatios` first). */
@@ -182,9 +264,9 @@ export function checkTargets(
   const lean = get("lean");
   const nginx = get("nginx");
   const rr = get("lb:round-robin");
-  // One lb process per strategy: the access-log and --workers variants are not strategies.
+  // One lb process per strategy: the access-log, --workers and TLS rows are not strategies.
   const strategies = results.filter((r) =>
-    r.id.startsWith("lb:") && !r.id.includes("+") && r.median
+    r.id.startsWith("lb:") && !r.id.includes("+") && !r.kind && r.median
   );
   const checks: Check[] = [];
   const check = (name: string, ok: boolean | undefined, detail: string) =>
@@ -278,7 +360,38 @@ export function checkTargets(
         `${Math.round((lean / lb) * 100)}% (${lb.toFixed(2)} s vs ${lean.toFixed(2)} s)`,
       );}
   }
+  checks.push(...tlsChecks(results));
   return checks;
+}
+
+/** lb over TLS beside nginx over TLS, in each of the three measurements. */
+const TLS_TARGETS: [TlsKind, number, string][] = [
+  ["keepalive", 0.6, "lb HTTPS keep-alive ≥ 60% of nginx's req/s"],
+  ["new-conn", 0.5, "lb new TLS connections/s ≥ 50% of nginx's"],
+  ["h2", 0.5, "lb HTTP/2 ≥ 50% of nginx's req/s"],
+];
+
+function tlsChecks(results: TargetResult[]): Check[] {
+  return TLS_TARGETS.map(([kind, min, name]): Check => {
+    const lb = results.find((r) => r.id === `lb:tls/${kind}`);
+    const nginx = results.find((r) => r.id === refId("nginx", kind));
+    const r = lb?.ratios?.vsNginx;
+    if (!lb?.median || !nginx?.median || r === undefined) {
+      const why = lb?.skipped ?? nginx?.skipped;
+      return {
+        name,
+        status: "SKIP",
+        detail: `needs lb:tls and nginx:tls in the same run${why ? ` (skipped: ${why})` : ""}`,
+      };
+    }
+    return {
+      name,
+      status: r >= min ? "PASS" : "MISS",
+      detail: `${fmtPct(r)} (${fmtInt(lb.median!.requestsPerSec)} vs ${
+        fmtInt(nginx.median!.requestsPerSec)
+      } req/s, median of per-round ratios)`,
+    };
+  });
 }
 
 export function formatChecks(checks: Check[]): string {

@@ -9,11 +9,12 @@
  * to bench/results/bench-<timestamp>.json and bench/results/latest.json.
  */
 import { parseArgs } from "node:util";
-import { lbConfig, type Upstream } from "./_configs.ts";
+import { type BenchCert, lbConfig, type Upstream } from "./_configs.ts";
 import { type ChunkedResult, measureChunkedUploads } from "./_chunked.ts";
 import { measureMemory } from "./_memory.ts";
 import {
   ClosedError,
+  cpuSecondsOf,
   freePort,
   lastLine,
   type Proc,
@@ -31,11 +32,15 @@ import {
   formatChecks,
   formatMarkdown,
   formatTable,
+  formatTlsMarkdown,
+  formatTlsTables,
   type MemoryResult,
+  type Round,
   summarize,
   type TargetResult,
 } from "./_report.ts";
-import { haveWrk, runWrk } from "./_wrk.ts";
+import { H2_STREAMS, negotiatedLine, startTlsTargets, TLS_KINDS, type TlsKind } from "./_tls.ts";
+import { haveWrk, runWrk, type WrkResult } from "./_wrk.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const RESULTS = `${ROOT}/bench/results`;
@@ -56,9 +61,11 @@ const USAGE =
   `Usage: deno task bench [--quick] [--only LIST] [--duration 5s] [--rounds N] [--profile]
 
 Measures lb beside nginx, HAProxy and the leanest Deno proxy with wrk (-t1 -c50) against
-three demo backends, in interleaved rounds, then lb's memory at 1,000 connections and with
-1 GiB bodies, and the time to the first byte of a streamed response. Prints one table and
-writes bench/results/bench-<timestamp>.json and bench/results/latest.json.
+three demo backends, in interleaved rounds; the same over HTTPS with one throwaway
+certificate (keep-alive, a new TLS connection per request, and HTTP/2 with h2load -m10);
+then lb's memory at 1,000 connections and with 1 GiB bodies, and the time to the first
+byte of a streamed response. Prints the tables and writes
+bench/results/bench-<timestamp>.json and bench/results/latest.json.
 
 Flags:
   --quick             3 s per run, 1 round (under 2 minutes)
@@ -67,8 +74,11 @@ Flags:
                       --quick 1)
   --connections N     wrk connections for the table (default 50)
   --only LIST         comma list of what to run: direct, lean, lean-node, lean-http1, nginx, haproxy,
-                      lb (every lb target), lb:STRATEGY, lb:round-robin+log,
-                      lb:round-robin+workers, mem, ttfb, chunked
+                      lb (every plain HTTP lb target), lb:STRATEGY, lb:round-robin+log,
+                      lb:round-robin+workers, lb:round-robin+routes, mem, ttfb, chunked;
+                      over HTTPS: tls (every TLS target), lb:tls, nginx:tls, haproxy:tls,
+                      lean:tls (the lean fetch proxy), deno:tls (Deno.serve answering
+                      itself)
   --backends WHERE    subprocess (default): the demo backends in their own process;
                       inproc: in this runner's process
   --profile           run only lb round-robin, under --cpu-prof, for one run; print the
@@ -76,10 +86,11 @@ Flags:
   -h, --help          show this help
 
 Needs wrk (Debian: apt-get install wrk). nginx and HAProxy are measured when installed
-(apt-get install nginx-light haproxy) and skipped with a note otherwise.
+(apt-get install nginx-light haproxy), the TLS targets when openssl is, HTTP/2 when h2load
+is (apt-get install openssl nghttp2-client); each is skipped with a note otherwise.
 `;
 
-interface Settings {
+export interface Settings {
   duration: number;
   rounds: number;
   roundsExplicit: boolean;
@@ -90,9 +101,10 @@ interface Settings {
   profile: boolean;
 }
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
-function parseSettings(argv: string[]): Settings | "help" {
+/** The command line, checked; "help" for -h. Throws UsageError with a one-line reason. */
+export function parseSettings(argv: string[]): Settings | "help" {
   const args = argv[0] === "--" ? argv.slice(1) : argv;
   let parsed;
   try {
@@ -139,11 +151,11 @@ function parseSettings(argv: string[]): Settings | "help" {
   if (v.only !== undefined) {
     only = v.only.split(",").map((s) => s.trim()).filter(Boolean);
     const known =
-      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers|\+routes)?|mem|ttfb|chunked)$/;
+      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers|\+routes)?|mem|ttfb|chunked|tls|(lb|nginx|haproxy|lean|deno):tls)$/;
     const bad = only.find((t) => !known.test(t));
     if (bad !== undefined || only.length === 0) {
       throw new UsageError(
-        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, lb:round-robin+routes, mem, ttfb, chunked; got "${
+        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, lb:round-robin+routes, mem, ttfb, chunked, tls, lb:tls, nginx:tls, haproxy:tls, lean:tls, deno:tls; got "${
           bad ?? v.only
         }"`,
       );
@@ -161,9 +173,15 @@ function parseSettings(argv: string[]): Settings | "help" {
   };
 }
 
-/** Whether target `id` was asked for: `lb` selects every `lb:…`; `lb:round-robin` itself only. */
+/**
+ * Whether target `id` was asked for: `lb` selects every plain `lb:…`; `lb:round-robin`
+ * itself only. A TLS target (`…:tls`) answers to its own id and to `tls` alone, so the ids
+ * that came before it (`lb`, `lean`, `nginx`) still select what they did.
+ */
 export function selected(id: string, only: string[] | undefined): boolean {
-  return !only || only.some((t) => id === t || id.startsWith(t + ":"));
+  if (!only) return true;
+  if (id.endsWith(":tls")) return only.some((t) => t === id || t === "tls");
+  return only.some((t) => id === t || id.startsWith(t + ":"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -187,6 +205,8 @@ async function machineInfo() {
   const haproxy = (await commandOutput("haproxy", ["-v"]))?.match(/version ([\d.]+)/)?.[1];
   const wrk = (await commandOutput("wrk", ["-v"]))?.match(/wrk (?:debian\/)?(\d[\w.+~-]*)/)?.[1];
   const curl = (await commandOutput("curl", ["--version"]))?.match(/curl ([\d.]+)/)?.[1];
+  const h2load = (await commandOutput("h2load", ["--version"]))?.match(/nghttp2\/([\d.]+)/)?.[1];
+  const openssl = (await commandOutput("openssl", ["version"]))?.match(/OpenSSL ([\w.]+)/)?.[1];
   const commit = await commandOutput("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"]);
   const dirty = await commandOutput("git", ["-C", ROOT, "status", "--porcelain"]);
   return {
@@ -200,6 +220,9 @@ async function machineInfo() {
     haproxy: haproxy ?? null,
     wrk: wrk ?? null,
     curl: curl ?? null,
+    h2load: h2load ?? null,
+    /** The system OpenSSL (nginx's, HAProxy's and the load generators'; Deno has rustls). */
+    openssl: openssl ?? null,
     commit: commit ? `${commit}${dirty ? " (uncommitted changes)" : ""}` : null,
     loadAverageAtStart: await loadAverage(),
     cpuBusyBeforeStart: await cpuBusy(1000),
@@ -284,7 +307,8 @@ type Machine = Awaited<ReturnType<typeof machineInfo>>;
 
 function machineLine(m: Machine): string {
   return `machine: ${m.nproc} CPUs (${m.cpu}), ${m.memoryGiB} GiB, ${m.os}; Deno ${m.deno}, ` +
-    `nginx ${m.nginx ?? "-"}, HAProxy ${m.haproxy ?? "-"}, wrk ${m.wrk ?? "-"}; ` +
+    `nginx ${m.nginx ?? "-"}, HAProxy ${m.haproxy ?? "-"}, wrk ${m.wrk ?? "-"}, ` +
+    `h2load ${m.h2load ?? "-"}, OpenSSL ${m.openssl ?? "-"}; ` +
     `nothing pinned: wrk, the proxy and the backends share the ${m.nproc} CPUs`;
 }
 
@@ -297,6 +321,10 @@ interface Running {
   port: number;
   proc?: Proc;
   skipped?: string;
+  /** The TLS measurement this row is (bench/_tls.ts); none: wrk over plain HTTP. */
+  kind?: TlsKind;
+  /** One run of `seconds`; default wrk over plain HTTP. */
+  measure?(seconds: number): Promise<WrkResult>;
 }
 
 /** Starts the three demo backends; returns their addresses and a closer. */
@@ -345,6 +373,8 @@ interface LbStart {
   workers?: number;
   /** A routing table of this many routes (only the last matches). */
   routes?: number;
+  /** Serve HTTPS with this certificate. */
+  tls?: BenchCert;
 }
 
 /** Starts `lb serve` as a subprocess with a generated config; resolves once it listens. */
@@ -357,7 +387,7 @@ async function startLb(
   const port = freePort();
   const name = `lb-${o.strategy}${o.accessLog ? "-log" : ""}${o.workers ? `-w${o.workers}` : ""}${
     o.routes ? `-r${o.routes}` : ""
-  }-${port}`;
+  }${o.tls ? "-tls" : ""}-${port}`;
   const cfgPath = `${dir}/${name}.yaml`;
   await Deno.writeTextFile(
     cfgPath,
@@ -368,6 +398,7 @@ async function startLb(
       accessLog: o.accessLog,
       generousLimits: o.generousLimits,
       routes: o.routes,
+      tls: o.tls,
     }),
   );
   const prof = o.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", o.cpuProfDir] : [];
@@ -457,7 +488,8 @@ async function startTargets(
   }
   const lbTargets: [string, string, string, boolean, number?, number?][] = [];
   // A strategy named in --only (lb:NAME) is measured even when issue 7 does not list it.
-  const named = (s.only ?? []).filter((t) => /^lb:[a-z0-9-]+$/.test(t)).map((t) => t.slice(3));
+  const named = (s.only ?? []).filter((t) => /^lb:[a-z0-9-]+$/.test(t) && t !== "lb:tls")
+    .map((t) => t.slice(3));
   for (const st of new Set([...WANTED_STRATEGIES, ...named])) {
     lbTargets.push([`lb:${st}`, `lb ${st}`, st, false]);
     if (st === "round-robin") {
@@ -477,13 +509,29 @@ async function startTargets(
     }
     add(r, () => startLb(procs, dir, upstreams, { strategy, accessLog, workers, routes }));
   }
+  const tls = startTlsTargets({
+    procs,
+    dir,
+    root: ROOT,
+    upstreams,
+    connections: s.connections,
+    want,
+    startLb: (cert) =>
+      startLb(procs, dir, upstreams, { strategy: "round-robin", accessLog: false, tls: cert }),
+  });
   await Promise.all(starts);
+  out.push(...await tls);
   for (const r of out) {
-    if (r.skipped && !notes.some((n) => n.startsWith(r.label))) {
-      notes.push(`${r.label}: skipped, ${r.skipped}`);
+    if (r.skipped && !notes.some((n) => n.startsWith(rowName(r)))) {
+      notes.push(`${rowName(r)}: skipped, ${r.skipped}`);
     }
   }
   return out;
+}
+
+/** A row's label, with its TLS measurement when it has one. */
+function rowName(r: { label: string; kind?: TlsKind }): string {
+  return r.kind ? `${r.label}, ${TLS_KINDS.find((k) => k.kind === r.kind)!.name}` : r.label;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -495,42 +543,56 @@ async function measureThroughput(
   s: Settings,
 ): Promise<TargetResult[]> {
   const results = new Map<string, TargetResult>(
-    targets.map((t) => [t.id, { id: t.id, label: t.label, skipped: t.skipped, rounds: [] }]),
+    targets.map((t) => [t.id, {
+      id: t.id,
+      label: t.label,
+      kind: t.kind,
+      skipped: t.skipped,
+      rounds: [],
+    }]),
   );
   const live = () => targets.filter((t) => !results.get(t.id)!.skipped);
   const warmup = s.quick ? 1 : 2;
   const warmed = new Set<string>();
+  const measure = (t: Running, seconds: number) =>
+    t.measure?.(seconds) ?? runWrk(procs, {
+      url: `http://127.0.0.1:${t.port}/`,
+      threads: 1,
+      connections: s.connections,
+      duration: seconds,
+    });
   for (let round = 0; round < s.rounds; round++) {
     const list = live();
     // Rotate the order each round so no target always runs right after another.
     const order = list.map((_, i) => list[(i + round) % list.length]);
     for (const t of order) {
       const res = results.get(t.id)!;
-      const url = `http://127.0.0.1:${t.port}/`;
+      const head = `  round ${round + 1}/${s.rounds}  ${rowName(t).padEnd(44)}`;
       try {
         if (!warmed.has(t.id)) {
-          await runWrk(procs, { url, threads: 1, connections: s.connections, duration: warmup });
+          await measure(t, warmup);
           warmed.add(t.id);
         }
-        const r = await runWrk(procs, {
-          url,
-          threads: 1,
-          connections: s.connections,
-          duration: s.duration,
-        });
+        const cpu0 = t.proc && cpuSecondsOf(t.proc.pid);
+        const r: Round = await measure(t, s.duration);
+        const cpu1 = t.proc && cpuSecondsOf(t.proc.pid);
+        if (cpu0 !== undefined && cpu1 !== undefined && r.requests > 0) {
+          r.cpuUs = (cpu1 - cpu0) / r.requests * 1e6;
+        }
         res.rounds.push(r);
+        const latency = "meanMs" in r
+          ? `mean ${fmtMs(r.meanMs as number).padStart(8)}`
+          : `p50 ${fmtMs(r.p50).padStart(8)}  p99 ${fmtMs(r.p99).padStart(8)}`;
         console.log(
-          `  round ${round + 1}/${s.rounds}  ${t.label.padEnd(32)} ${
-            fmtInt(r.requestsPerSec).padStart(7)
-          } req/s  p50 ${fmtMs(r.p50).padStart(8)}  p99 ${fmtMs(r.p99).padStart(8)}${
-            r.errors ? `  ${r.errors} errors` : ""
-          }`,
+          `${head} ${fmtInt(r.requestsPerSec).padStart(7)} req/s  ${latency}${
+            r.cpuUs === undefined ? "" : `  CPU ${r.cpuUs.toFixed(0).padStart(4)}µs/req`
+          }${r.errors ? `  ${r.errors} errors` : ""}`,
         );
       } catch (e) {
         if (procs.closed) throw e;
         const why = t.proc?.exited ? `crashed: ${await lastLine(t.proc)}` : (e as Error).message;
         res.skipped = why;
-        console.log(`  round ${round + 1}/${s.rounds}  ${t.label}: ${why}`);
+        console.log(`${head.trimEnd()}: ${why}`);
       }
     }
   }
@@ -676,6 +738,11 @@ async function main(argv: string[]): Promise<number> {
         s.rounds === 1 ? "" : "s"
       } through ${measured} targets; about ${Math.ceil(estimate(s.rounds) / 60)} min`,
     );
+    if (targets.some((t) => t.kind)) {
+      console.log(
+        `HTTPS: one EC P-256 certificate for every TLS target; HTTP/2 with h2load -t1 -c${s.connections} -m${H2_STREAMS} -D${s.duration}`,
+      );
+    }
     for (const n of notes) console.log(`  note: ${n}`);
 
     const results = await measureThroughput(procs, targets, s);
@@ -745,7 +812,14 @@ async function main(argv: string[]): Promise<number> {
         s.rounds === 1 ? "" : "s"
       }; ± is the spread of req/s between rounds; ratios are medians of per-round ratios\n`,
     );
-    console.log(formatTable(results));
+    const plain = results.filter((r) => !r.kind);
+    if (plain.length || !results.some((r) => r.kind)) console.log(formatTable(plain));
+    if (results.some((r) => r.kind)) {
+      console.log(`\nHTTPS and HTTP/2 (vs nginx, vs lean: nginx and the lean proxy over TLS):\n`);
+      console.log(formatTlsTables(results, s.connections));
+      const agreed = negotiatedLine(results);
+      if (agreed) notes.unshift(agreed);
+    }
     if (memory.connections || memory.download || memory.upload || memory.ttfb) {
       console.log(`\nmemory and streaming (lb round-robin, fresh process for each):`);
       for (const l of memoryLines(memory)) console.log(`  ${l}`);
@@ -771,6 +845,7 @@ async function main(argv: string[]): Promise<number> {
       args: argv,
       settings: {
         wrk: `-t1 -c${s.connections} -d${s.duration}s --latency`,
+        h2load: `-t1 -c${s.connections} -m${H2_STREAMS} -D${s.duration}`,
         rounds: s.rounds,
         quick: s.quick,
         only: s.only ?? null,
@@ -784,6 +859,7 @@ async function main(argv: string[]): Promise<number> {
       checks,
       notes: [...notes, ...memory.notes],
       markdown: formatMarkdown(results),
+      markdownTls: formatTlsMarkdown(results),
     };
     const text = JSON.stringify(json, null, 2) + "\n";
     const path = `${RESULTS}/bench-${stamp}.json`;

@@ -15,11 +15,14 @@ import {
   addRatios,
   checkTargets,
   formatTable,
+  formatTlsMarkdown,
+  formatTlsTables,
   summarize,
   type TargetResult,
 } from "../bench/_report.ts";
+import type { TlsKind } from "../bench/_tls.ts";
 import { parseWrk, parseWrkTime, type WrkResult } from "../bench/_wrk.ts";
-import { selected } from "../bench/run.ts";
+import { parseSettings, selected, UsageError } from "../bench/run.ts";
 
 const WRK_OUTPUT = `Running 10s test @ http://127.0.0.1:8000/
   1 threads and 50 connections
@@ -165,6 +168,40 @@ Deno.test("--only lb selects every lb target, lb:round-robin only itself", () =>
   assert.equal(selected("mem", ["lb", "lean"]), false);
 });
 
+Deno.test("--only tls selects every TLS target, and the ids from before TLS select none of them", () => {
+  for (const id of ["lb:tls", "nginx:tls", "haproxy:tls", "lean:tls", "deno:tls"]) {
+    assert.equal(selected(id, ["tls"]), true, id);
+    assert.equal(selected(id, undefined), true, id);
+  }
+  assert.equal(selected("lb:tls", ["lb:tls"]), true);
+  assert.equal(selected("nginx:tls", ["lb:tls"]), false);
+  // `lb`, `lean` and `nginx` keep measuring what they did before there were TLS targets.
+  assert.equal(selected("lb:tls", ["lb"]), false);
+  assert.equal(selected("lean:tls", ["lean"]), false);
+  assert.equal(selected("nginx:tls", ["nginx"]), false);
+  assert.equal(selected("nginx", ["tls"]), false);
+  assert.equal(selected("lb:round-robin", ["tls"]), false);
+});
+
+Deno.test("--only takes the TLS ids beside the old ones and refuses unknown ones", () => {
+  const only = (list: string) => {
+    const s = parseSettings(["--only", list]);
+    assert.notEqual(s, "help");
+    return (s as Exclude<typeof s, "help">).only;
+  };
+  assert.deepEqual(only("lb:tls, nginx:tls,haproxy:tls"), ["lb:tls", "nginx:tls", "haproxy:tls"]);
+  assert.deepEqual(only("tls,lean:tls,deno:tls"), ["tls", "lean:tls", "deno:tls"]);
+  assert.deepEqual(only("lb:round-robin+routes,lean,mem"), [
+    "lb:round-robin+routes",
+    "lean",
+    "mem",
+  ]);
+  for (const bad of ["direct:tls", "tls:lb", "https", "lean-node:tls"]) {
+    assert.throws(() => parseSettings(["--only", bad]), UsageError, bad);
+  }
+  assert.throws(() => parseSettings(["--only", "lb-tls"]), /tls, lb:tls, nginx:tls/);
+});
+
 const wrk = (rps: number, p99 = 2): WrkResult => ({
   requestsPerSec: rps,
   p50: 1,
@@ -177,11 +214,17 @@ const wrk = (rps: number, p99 = 2): WrkResult => ({
   non2xx: 0,
 });
 
-function target(id: string, rounds: WrkResult[]): TargetResult {
-  const t: TargetResult = { id, label: id, rounds };
+function target(id: string, rounds: WrkResult[], kind?: TlsKind): TargetResult {
+  const t: TargetResult = { id, label: id, kind, rounds };
   summarize(t);
   return t;
 }
+
+/** A TLS row: `server` (like "lb:tls") measured as `kind`. */
+const tlsTarget = (server: string, kind: TlsKind, rounds: WrkResult[]) =>
+  target(`${server}/${kind}`, rounds, kind);
+
+const h2 = (rps: number, meanMs = 20) => ({ ...wrk(rps, NaN), p50: NaN, meanMs });
 
 Deno.test("targets use medians over rounds and name the worst strategy", () => {
   const results = [
@@ -203,6 +246,78 @@ Deno.test("targets use medians over rounds and name the worst strategy", () => {
   assert.match(byName("85%").detail, /lb:maglev 80%/);
   assert.equal(byName("p99").status, "PASS");
   assert.equal(byName("RSS ≤ 100 MB").status, "SKIP");
+});
+
+Deno.test("a TLS row is compared with nginx's row of the same measurement, not with plain nginx", () => {
+  const results = [
+    target("nginx", [wrk(30000, 2)]),
+    target("lean", [wrk(20000)]),
+    tlsTarget("nginx:tls", "keepalive", [wrk(20000, 4), wrk(10000, 4)]),
+    tlsTarget("lean:tls", "keepalive", [wrk(8000), wrk(8000)]),
+    tlsTarget("lb:tls", "keepalive", [wrk(13000, 6), wrk(6000, 6)]),
+    tlsTarget("nginx:tls", "h2", [h2(20000), h2(20000)]),
+    tlsTarget("lb:tls", "h2", [h2(8000, 50), h2(12000, 40)]),
+  ];
+  addRatios(results);
+  const lb = results[4];
+  // Per round 65% and 60%: the median of the two, against nginx over TLS (not 30,000).
+  assert.equal(lb.ratios!.vsNginx, 0.625);
+  assert.equal(lb.ratios!.p99VsNginx, 1.5);
+  assert.equal(lb.ratios!.vsLean, (13000 / 8000 + 6000 / 8000) / 2);
+  // h2load has no percentiles: no p99 ratio, rather than NaN; its mean is kept.
+  const lbH2 = results[6];
+  assert.equal(lbH2.ratios!.vsNginx, 0.5);
+  assert.equal(lbH2.ratios!.p99VsNginx, undefined);
+  assert.equal(lbH2.median!.meanMs, 45);
+  assert.equal(lbH2.ratios!.vsLean, undefined);
+});
+
+Deno.test("the TLS targets pass, miss and skip on 60% and 50% of nginx's req/s", () => {
+  const results = [
+    tlsTarget("nginx:tls", "keepalive", [wrk(20000)]),
+    tlsTarget("lb:tls", "keepalive", [wrk(11000)]),
+    tlsTarget("nginx:tls", "new-conn", [wrk(2000)]),
+    tlsTarget("lb:tls", "new-conn", [wrk(1000)]),
+    tlsTarget("nginx:tls", "h2", [h2(20000)]),
+    { id: "lb:tls/h2", label: "lb", kind: "h2", skipped: "h2load is not installed", rounds: [] },
+    // The TLS rows are not strategies: lb:round-robin alone is judged at 85%, though lb
+    // over TLS runs at 50% of the lean proxy over TLS.
+    tlsTarget("lean:tls", "keepalive", [wrk(22000)]),
+    target("lean", [wrk(10000)]),
+    target("lb:round-robin", [wrk(9000)]),
+  ] as TargetResult[];
+  addRatios(results);
+  const checks = checkTargets(results, { notes: [] });
+  const byName = (s: string) => checks.find((c) => c.name.includes(s))!;
+  assert.equal(byName("HTTPS keep-alive").status, "MISS");
+  assert.match(byName("HTTPS keep-alive").detail, /^55% \(11,000 vs 20,000 req\/s/);
+  assert.equal(byName("new TLS connections").status, "PASS");
+  assert.match(byName("new TLS connections").detail, /^50%/);
+  assert.equal(byName("HTTP/2").status, "SKIP");
+  assert.match(byName("HTTP/2").detail, /h2load is not installed/);
+  assert.equal(byName("no strategy below 85%").status, "PASS");
+  assert.match(byName("no strategy below 85%").detail, /lb:round-robin 90%/);
+});
+
+Deno.test("the TLS tables show each measurement apart, CPU per request, and h2load's mean", () => {
+  const nginx = tlsTarget("nginx:tls", "h2", [{ ...h2(20000, 25), cpuUs: 41 } as WrkResult]);
+  const results = [
+    tlsTarget("nginx:tls", "keepalive", [wrk(20000, 4)]),
+    tlsTarget("lb:tls", "keepalive", [wrk(12000, 6)]),
+    nginx,
+    tlsTarget("lb:tls", "h2", [h2(10000, 50)]),
+  ];
+  results.forEach((r) => r.label = r.id.startsWith("lb") ? "lb round-robin" : "nginx");
+  addRatios(results);
+  const text = formatTlsTables(results, 50);
+  assert.match(text, /^HTTPS keep-alive \(wrk -t1 -c50\):$/m);
+  assert.match(text, /^HTTP\/2 \(h2load -t1 -c50 -m10\):$/m);
+  assert.doesNotMatch(text, /new TLS connections/);
+  assert.match(text, /^lb round-robin\s+12,000 .* 60%/m);
+  assert.match(text, /^nginx\s+20,000\s+-\s+-\s+0\s+41µs\s+100%/m);
+  assert.match(text, /mean time per request: nginx 25\.00ms, lb round-robin 50\.00ms/);
+  const md = formatTlsMarkdown(results);
+  assert.match(md, /^\| HTTP\/2 \| lb round-robin \| 10,000 \|/m);
 });
 
 Deno.test("memory targets pass and miss on the thresholds of issue 7", () => {
