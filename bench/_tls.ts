@@ -85,7 +85,7 @@ export const TLS_KINDS: readonly { kind: TlsKind; name: string; tool(c: number):
 
 /** The TLS servers: what `--only` calls them, and their label in the tables. */
 export const TLS_SERVERS = [
-  ["deno:tls", "Deno.serve over TLS, answering itself"],
+  ["deno:tls", "Deno.serve answering itself"],
   ["lean:tls", "lean Deno proxy (fetch)"],
   ["nginx:tls", "nginx (1 worker)"],
   ["haproxy:tls", "HAProxy (1 thread)"],
@@ -133,13 +133,17 @@ export async function startTlsTargets(o: TlsTargetOptions): Promise<TlsRow[]> {
     noCert = (e as Error).message;
   }
   const h2load = await h2loadFeatures();
-  const all: TlsRow[] = [];
-  await Promise.all(servers.map(async ([id, label]) => {
-    const rows = TLS_KINDS.map(({ kind }) => tlsRow(o, `${id}/${kind}`, label, kind, h2load));
-    all.push(...rows);
-    if (!h2load) {
-      rows[2].skipped = "h2load is not installed (apt-get install nghttp2-client)";
-    }
+  const byServer = servers.map(([id, label]) =>
+    TLS_KINDS.map(({ kind }) => {
+      const row = tlsRow(o, `${id}/${kind}`, label, kind, h2load);
+      if (kind === "h2" && !h2load) {
+        row.skipped = "h2load is not installed (apt-get install nghttp2-client)";
+      }
+      return row;
+    })
+  );
+  await Promise.all(servers.map(async ([id], i) => {
+    const rows = byServer[i];
     const peer: Peer | undefined = id === "nginx:tls"
       ? "nginx"
       : id === "haproxy:tls"
@@ -154,11 +158,7 @@ export async function startTlsTargets(o: TlsTargetOptions): Promise<TlsRow[]> {
       for (const r of rows) r.skipped = (e as Error).message;
     }
   }));
-  // In the order of TLS_SERVERS and TLS_KINDS, whichever server started first.
-  const order = (r: TlsRow) =>
-    TLS_SERVERS.findIndex(([id]) => r.id.startsWith(id + "/")) * 10 +
-    TLS_KINDS.findIndex((k) => k.kind === r.kind);
-  return all.sort((a, b) => order(a) - order(b));
+  return byServer.flat();
 }
 
 function tlsRow(

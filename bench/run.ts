@@ -572,7 +572,7 @@ async function measureThroughput(
     const order = list.map((_, i) => list[(i + round) % list.length]);
     for (const t of order) {
       const res = results.get(t.id)!;
-      const head = `  round ${round + 1}/${s.rounds}  ${rowName(t).padEnd(44)}`;
+      const head = `  round ${round + 1}/${s.rounds}  ${rowName(t).padEnd(50)}`;
       try {
         if (!warmed.has(t.id)) {
           await measure(t, warmup);
