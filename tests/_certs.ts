@@ -16,7 +16,11 @@ export interface TestPki {
   /** The CA (a CA certificate: basicConstraints CA:TRUE). */
   ca: CertPair;
   /** Issues a certificate signed by the CA for `san` (e.g. `IP:127.0.0.1`, `DNS:a.test`). */
-  issue(name: string, san: string, opts?: { clientAuth?: boolean }): Promise<CertPair>;
+  issue(
+    name: string,
+    san: string,
+    opts?: { clientAuth?: boolean; days?: number; cn?: string },
+  ): Promise<CertPair>;
   /** A self-signed certificate (a CA certificate, as `openssl req -x509` makes by default). */
   selfSigned(name: string, san: string): Promise<CertPair>;
   close(): Promise<void>;
@@ -81,7 +85,7 @@ export async function makePki(): Promise<TestPki> {
         "-out",
         `${name}.csr`,
         "-subj",
-        `/CN=${name}`,
+        `/CN=${opts.cn ?? name}`,
       );
       const ext = [`subjectAltName=${san}`, "basicConstraints=critical,CA:FALSE"];
       if (opts.clientAuth) ext.push("extendedKeyUsage=clientAuth");
@@ -99,7 +103,7 @@ export async function makePki(): Promise<TestPki> {
         "-set_serial",
         String(serial++),
         "-days",
-        "1",
+        String(opts.days ?? 1),
         "-out",
         `${name}.pem`,
         "-extfile",

@@ -3,9 +3,10 @@
  * loopback ports the OS picked, with pebble-challtestsrv (same package) as its DNS server
  * answering every A query with 127.0.0.1, so pebble's VA fetches http-01 answers for any
  * name from `127.0.0.1:httpPort`. pebble's own HTTPS certificate comes from a throwaway CA
- * made with openssl here; clients trust it through `caFile`.
+ * made by tests/_certs.ts; clients trust it through `caFile`.
  */
 import { join } from "node:path";
+import { makePki } from "../_certs.ts";
 import { eachLine, freePort, until } from "../_stack.ts";
 
 export interface Pebble {
@@ -31,6 +32,7 @@ export async function startPebble(opts: { alwaysValid: boolean }): Promise<Pebbl
   const dir = await Deno.makeTempDir({ prefix: "lb-pebble-" });
   const procs: { child: Deno.ChildProcess; done: Promise<void> }[] = [];
   const lines: string[] = [];
+  let pkiClose: (() => Promise<void>) | undefined;
   const close = async () => {
     for (const p of procs) {
       try {
@@ -40,9 +42,13 @@ export async function startPebble(opts: { alwaysValid: boolean }): Promise<Pebbl
       await p.done;
     }
     await Deno.remove(dir, { recursive: true });
+    await pkiClose?.();
   };
   try {
-    const caFile = await makeCertificates(dir);
+    const pki = await makePki();
+    pkiClose = () => pki.close();
+    const cert = await pki.issue("pebble", "IP:127.0.0.1,DNS:localhost", { days: 2 });
+    const caFile = pki.ca.certFile;
     const [acmePort, mgmtPort, httpPort, tlsPort] = [
       freePort(),
       freePort(),
@@ -75,8 +81,8 @@ export async function startPebble(opts: { alwaysValid: boolean }): Promise<Pebbl
         pebble: {
           listenAddress: `127.0.0.1:${acmePort}`,
           managementListenAddress: `127.0.0.1:${mgmtPort}`,
-          certificate: join(dir, "pebble.pem"),
-          privateKey: join(dir, "pebble.key"),
+          certificate: cert.certFile,
+          privateKey: cert.keyFile,
           httpPort,
           tlsPort,
           ocspResponderURL: "",
@@ -120,31 +126,6 @@ function spawn(
     () => {},
   );
   return { child, done };
-}
-
-/** A CA, and a certificate for 127.0.0.1 signed by it for pebble's HTTPS; returns the CA file. */
-async function makeCertificates(dir: string): Promise<string> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  const p = (name: string) => join(dir, name);
-  await Deno.writeTextFile(p("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  await openssl(["req", "-x509", ...ec, "-keyout", p("ca.key"), "-out", p("ca.pem")].concat(
-    ["-days", "2", "-subj", "/CN=lb test pebble CA"],
-  ));
-  await openssl(["req", ...ec, "-keyout", p("pebble.key"), "-out", p("pebble.csr")].concat(
-    ["-subj", "/CN=127.0.0.1"],
-  ));
-  await openssl(["x509", "-req", "-in", p("pebble.csr"), "-CA", p("ca.pem")].concat(
-    ["-CAkey", p("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", p("ext.cnf")],
-    ["-out", p("pebble.pem")],
-  ));
-  return p("ca.pem");
-}
-
-async function openssl(args: string[]): Promise<void> {
-  const r = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped" }).output();
-  if (!r.success) {
-    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(r.stderr)}`);
-  }
 }
 
 /** A port free for both UDP and TCP on 127.0.0.1 (a DNS server listens on both). */

@@ -25,7 +25,7 @@ interface Setup {
 /** A CA, a certificate for localhost, two demo backends and an lb serving HTTPS with `extra`. */
 async function setup(extra = ""): Promise<Setup> {
   const ca = await makeCa();
-  const cert = ca.leaf("lb", ["localhost", "127.0.0.1"]);
+  const cert = await ca.leaf("lb", ["localhost", "127.0.0.1"]);
   const backends = [
     await startDemoBackend({ port: 0, index: 1 }),
     await startDemoBackend({ port: 0, index: 2 }),
@@ -189,7 +189,7 @@ Deno.test("the redirect listener answers 308 to https with the path and query, a
 
 Deno.test("a new certificate on reload reaches new connections while HTTP/1.1 and HTTP/2 load loops see no failed request", async () => {
   const s = await setup();
-  const next = s.ca.leaf("lb2", ["localhost", "127.0.0.1"], { cn: "localhost-2" });
+  const next = await s.ca.leaf("lb2", ["localhost", "127.0.0.1"], { cn: "localhost-2" });
   const url = `https://localhost:${port(s.lb)}/`;
   const clients = [
     Deno.createHttpClient({ caCerts: [s.ca.caPem], http2: false }),
@@ -234,8 +234,8 @@ Deno.test("a new certificate on reload reaches new connections while HTTP/1.1 an
 
 Deno.test("a broken new certificate is refused with one line and the old one stays", async () => {
   const s = await setup();
-  const other = s.ca.leaf("other", ["localhost"]);
-  const expired = s.ca.leaf("expired", ["localhost"], { days: 0 });
+  const other = await s.ca.leaf("other", ["localhost"]);
+  const expired = await s.ca.leaf("expired", ["localhost"], { days: 0 });
   const original = { cert: s.cert.cert, key: s.cert.key };
   try {
     const cases: [string, () => void, RegExp][] = [
@@ -269,7 +269,7 @@ Deno.test("a broken new certificate is refused with one line and the old one sta
 
 Deno.test("one certificate with several names serves each of them by SNI", async () => {
   const ca = await makeCa();
-  const cert = ca.leaf("multi", ["a.test", "b.test", "127.0.0.1"]);
+  const cert = await ca.leaf("multi", ["a.test", "b.test", "127.0.0.1"]);
   const backend = await startDemoBackend({ port: 0, index: 1 });
   const lb = startLb({
     config: parseConfig(`listen: { port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} } }
@@ -310,8 +310,8 @@ backends: [{ url: "${backend.url}" }]`),
 
 Deno.test("a certificate that cannot be used stops lb at start with one line; a key others can read is warned about", async () => {
   const ca = await makeCa();
-  const expired = ca.leaf("expired", ["localhost"], { days: 0 });
-  const good = ca.leaf("good", ["localhost"]);
+  const expired = await ca.leaf("expired", ["localhost"], { days: 0 });
+  const good = await ca.leaf("good", ["localhost"]);
   const yaml = (c: TestCert) =>
     parseConfig(`listen: { port: 0, tls: { cert: ${c.certFile}, key: ${c.keyFile} } }
 admin: { enabled: false }
@@ -358,7 +358,7 @@ Deno.test("Chromium loads a page through lb over HTTPS on HTTP/2", async () => {
 
 Deno.test("the admin API, /metrics and the dashboard show each listener's certificate; admin.tls serves the admin API over HTTPS", async () => {
   const ca = await makeCa();
-  const cert = ca.leaf("both", ["localhost", "127.0.0.1"]);
+  const cert = await ca.leaf("both", ["localhost", "127.0.0.1"]);
   const backend = await startDemoBackend({ port: 0, index: 1 });
   const lb = startLb({
     config: parseConfig(`listen: { port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} } }
@@ -406,7 +406,7 @@ backends: [{ url: "${backend.url}" }]`),
 
 Deno.test("only TLS 1.2 and 1.3 are spoken; a client key others can read is warned about", async () => {
   const s = await setup();
-  const client = s.ca.leaf("client", ["lb-client"]);
+  const client = await s.ca.leaf("client", ["lb-client"]);
   Deno.chmodSync(client.keyFile, 0o640);
   try {
     const p = port(s.lb);

@@ -8,7 +8,7 @@ import { makeCa, servedCn } from "./_certs.ts";
 
 Deno.test("lb serve --tls-cert/--tls-key serves HTTPS; either flag alone is a usage error", async () => {
   const ca = await makeCa();
-  const cert = ca.leaf("cli", ["localhost", "127.0.0.1"]);
+  const cert = await ca.leaf("cli", ["localhost", "127.0.0.1"]);
   const backend = await startDemoBackend({ port: 0, index: 1 });
   const proc = await startLbProcess(`backends: [{ url: "${backend.url}" }]`, {
     args: ["--tls-cert", cert.certFile, "--tls-key", cert.keyFile],
@@ -31,8 +31,8 @@ Deno.test("lb serve --tls-cert/--tls-key serves HTTPS; either flag alone is a us
 
 Deno.test("lb serve --watch swaps in certificate files replaced on disk", async () => {
   const ca = await makeCa();
-  const cert = ca.leaf("watched", ["localhost", "127.0.0.1"]);
-  const next = ca.leaf("renewed", ["localhost", "127.0.0.1"], { cn: "renewed" });
+  const cert = await ca.leaf("watched", ["localhost", "127.0.0.1"]);
+  const next = await ca.leaf("renewed", ["localhost", "127.0.0.1"], { cn: "renewed" });
   const backend = await startDemoBackend({ port: 0, index: 1 });
   const proc = await startLbProcess(
     `listen: { host: 127.0.0.1, port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} } }
