@@ -161,7 +161,8 @@ function serverRoutes(api: Hono, opts: ApiOptions, prefix: string, poolOf: PoolO
   api.delete(`${prefix}/servers/:id`, async (c) => {
     const s = await control.removeServer(poolOf(c), c.req.param("id"), who(c));
     const message = "draining: the server leaves once its in-flight requests have finished";
-    return c.json({ ...view(c, s), message }, 202);
+    // Removed: draining, or already gone when nothing was in flight.
+    return c.json({ ...view(c, s), removing: true, message }, 202);
   });
 }
 

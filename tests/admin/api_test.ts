@@ -406,3 +406,15 @@ Deno.test("PUT /api/strategy switches to consistent hashing on a header, live", 
     await s.close();
   }
 });
+
+Deno.test("DELETE of an idle server answers removing: true, though it is gone before the answer", async () => {
+  const st = await startAdmin(2);
+  try {
+    const r = await call(st.admin, "DELETE", "/api/servers/backend-2");
+    assert.equal(r.status, 202);
+    assert.equal(r.json.removing, true);
+    await until(() => st.lb.pool.get("backend-2") === undefined, "backend-2 to leave");
+  } finally {
+    await st.close();
+  }
+});
