@@ -194,8 +194,7 @@ function startAcme(
     challenges: parts.challenges,
     log: logger,
     install(pair, why) {
-      certificates.accept("traffic", pair, `ACME, ${why}`);
-      serve(pair);
+      certificates.accept("traffic", pair, `ACME, ${why}`, () => serve(pair));
     },
   });
   const first = manager.start().catch((e) => {

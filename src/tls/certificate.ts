@@ -72,9 +72,19 @@ export class Certificates {
     readonly log: { event(kind: string, message: string, fields?: Record<string, unknown>): void },
   ) {}
 
-  /** Checks `pair` and records it for `listener`; throws a CertificateError to refuse it. */
-  accept(listener: string, pair: PemPair, why: string, now = Date.now()): CertInfo {
+  /**
+   * Checks `pair`, lets `serve` put it in service, then records it for `listener`; throws a
+   * CertificateError to refuse it (or what `serve` threw), recording nothing.
+   */
+  accept(
+    listener: string,
+    pair: PemPair,
+    why: string,
+    serve: () => void = () => {},
+    now = Date.now(),
+  ): CertInfo {
     const info = checkPair(pair, now);
+    serve();
     this.#byListener.set(listener, info);
     const until = info.notAfter.toISOString().slice(0, 10);
     this.log.event(

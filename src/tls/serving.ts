@@ -65,8 +65,7 @@ export function reloadCertificates(
     try {
       const pair = readPair(f);
       if (pair.cert === listener.pair?.cert && pair.key === listener.pair?.key) continue;
-      const info = certs.accept(name, pair, "reload");
-      listener.swapCertificate(pair);
+      const info = certs.accept(name, pair, "reload", () => listener.swapCertificate(pair));
       out.push(`${name} certificate replaced (${info.names.join(", ")})`);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
