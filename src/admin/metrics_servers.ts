@@ -24,7 +24,7 @@ function perServer(
 ): void {
   const common = { name, help, labelNames: ["pool", "backend"] as const, registers: [registry] };
   const fill = (put: (labels: { pool: string; backend: string }, v: number) => void) => {
-    for (const p of pools.list) {
+    for (const p of pools.withRetiring) {
       for (const s of p.servers.servers) put({ pool: p.name, backend: s.id }, value(s));
     }
   };
@@ -57,7 +57,7 @@ export function registerServerMetrics(registry: client.Registry, pools: Pools): 
     registers,
     collect() {
       this.reset();
-      for (const p of pools.list) {
+      for (const p of pools.withRetiring) {
         let n = 0;
         for (const s of p.servers.servers) n += s.inflight;
         this.set({ pool: p.name }, n);
@@ -98,7 +98,7 @@ export function registerServerMetrics(registry: client.Registry, pools: Pools): 
     collect() {
       this.reset();
       const now = Date.now();
-      for (const p of pools.list) {
+      for (const p of pools.withRetiring) {
         for (const s of p.servers.servers) {
           const current = stateOf(s, now);
           for (const state of STATES) {
@@ -115,7 +115,7 @@ export function registerServerMetrics(registry: client.Registry, pools: Pools): 
     registers,
     collect() {
       this.reset();
-      for (const p of pools.list) {
+      for (const p of pools.withRetiring) {
         for (const s of p.servers.servers) {
           this.inc({ pool: p.name, backend: s.id, result: "pass" }, s.health.passedTotal);
           this.inc({ pool: p.name, backend: s.id, result: "fail" }, s.health.failedTotal);

@@ -304,6 +304,7 @@ export class Control {
       if (pool.servers.servers.length > 0) return;
       clearInterval(t);
       this.retiring.delete(pool);
+      this.pools.forget(pool);
       void pool.close();
     }, 100);
     this.retiring.set(pool, t);

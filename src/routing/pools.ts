@@ -27,6 +27,8 @@ export type LbRoute = Route<RouteTarget>;
 
 export class Pools {
   #pools = new Map<string, PoolRuntime>();
+  /** Pools taken out by a reload, until they have closed. */
+  #retiring = new Set<PoolRuntime>();
   #router!: Router<RouteTarget>;
   /** Rate limiters by route name, kept across a reload that leaves the route's limit as it was. */
   #limiters = new Map<string, { spec: string; limiter: RateLimiter }>();
@@ -89,7 +91,18 @@ export class Pools {
   delete(name: string): PoolRuntime | undefined {
     const p = this.#pools.get(name);
     this.#pools.delete(name);
+    if (p) this.#retiring.add(p);
     return p;
+  }
+
+  /** A retired pool has closed: it leaves the metrics. */
+  forget(p: PoolRuntime): void {
+    this.#retiring.delete(p);
+  }
+
+  /** Every pool, and those a reload took out that still finish requests (for metrics). */
+  get withRetiring(): PoolRuntime[] {
+    return [...this.#pools.values(), ...this.#retiring];
   }
 
   /** Replaces the routing table; every route's pool must exist. */

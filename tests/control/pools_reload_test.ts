@@ -93,6 +93,9 @@ Deno.test("a reload that removes a pool lets its in-flight requests finish, and 
     assert.equal(gone.json.error.code, "no_route");
     assert.equal(gone.backend, null);
     assert.equal((await st.traffic.get("/web/x")).backend, "backend-1");
+    // Its requests still count in the metrics while they finish.
+    const metrics = await st.lb.metrics.text();
+    assert.match(metrics, /lb_requests_in_flight\{pool="api"\} 2/);
 
     const res = await waiting;
     assert.equal(res.status, 200);
