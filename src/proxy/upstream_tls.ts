@@ -5,7 +5,8 @@
  * that is missing, holds no certificate, or a key that does not match its certificate stops
  * the start or the reload with the field named, instead of failing every request later.
  */
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import { X509Certificate } from "node:crypto";
+import { CertError, certInfo } from "../tls/cert_info.ts";
 import { ConfigError, configRelative, formatPath, readProblem } from "../config/load.ts";
 import { resolvePools } from "../config/pools.ts";
 import type { Config } from "../config/schema.ts";
@@ -109,12 +110,12 @@ function certificatesProblem(pem: string): string | undefined {
 
 /** Why `key` is not the private key of the first certificate of `cert` (undefined when it is). */
 function keyProblem(cert: string, key: string): string | undefined {
-  let k;
   try {
-    k = createPrivateKey(key);
+    certInfo({ cert, key });
   } catch (e) {
-    return `holds no usable PEM private key (${(e as Error).message})`;
+    if (!(e instanceof CertError)) throw e;
+    return e.kind === "key_mismatch"
+      ? "is not the key of the certificate in upstreamTls.cert"
+      : e.message;
   }
-  const leaf = new X509Certificate(cert.match(PEM_CERT)![0]);
-  if (!leaf.checkPrivateKey(k)) return "is not the key of the certificate in upstreamTls.cert";
 }
