@@ -61,10 +61,21 @@ const POOL_RESTART_ONLY = [
   "sticky",
 ] as const;
 
+/**
+ * The config without what a reload applies although its section needs a restart otherwise:
+ * the certificate files of the listeners (read again, checked and swapped in by lb.ts).
+ */
+function liveless(c: Config): Config {
+  const tls = c.listen.tls && { ...c.listen.tls, cert: undefined, key: undefined };
+  return { ...c, listen: { ...c.listen, tls }, admin: { ...c.admin, tls: undefined } };
+}
+
 /** What changed that needs a restart: top-level sections, then each running pool's settings. */
 function restartOnly(control: Control, base: Config, applied: Applied): string[] {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  const out: string[] = RESTART_ONLY.filter((key) => !same(control.config[key], base[key]));
+  const out: string[] = RESTART_ONLY.filter((key) =>
+    !same(liveless(control.config)[key], liveless(base)[key])
+  );
   for (const { pool } of applied.pools) {
     const running = control.pools.get(pool.name);
     if (!running) continue;

@@ -9,7 +9,7 @@ import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
-import { memoryLogger } from "../_stack.ts";
+import { memoryLogger, until } from "../_stack.ts";
 import { makeCa, servedCn, type TestCa, type TestCert } from "./_certs.ts";
 
 interface Setup {
@@ -432,6 +432,29 @@ Deno.test("only TLS 1.2 and 1.3 are spoken; a client key others can read is warn
     await lb.shutdown(1000);
     assert.ok(
       logger.lines.some((l) => /client\.key is readable by other users \(mode 640\)/.test(l)),
+    );
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("a reload that points listen.tls at other files swaps the certificate and asks for no restart", async () => {
+  const s = await setup();
+  const other = await s.ca.leaf("elsewhere", ["localhost", "127.0.0.1"], { cn: "elsewhere" });
+  try {
+    const moved = s.config().listen;
+    const next = {
+      ...s.config(),
+      listen: { ...moved, tls: { ...moved.tls!, cert: other.certFile, key: other.keyFile } },
+    };
+    const r = await s.lb.reload(next);
+    assert.ok(r.ok);
+    assert.deepEqual(r.needsRestart, []);
+    assert.ok(r.changes.some((c) => /traffic certificate replaced/.test(c)), r.changes.join("; "));
+    await until(
+      async () => (await servedCn(port(s.lb))) === "elsewhere",
+      "the new certificate",
+      5000,
     );
   } finally {
     await s.close();
