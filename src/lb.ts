@@ -15,6 +15,7 @@ import { type ConfigLoader, createReloader, type ReloadResult } from "./control/
 import { readStateFile, resolveStateFilePath } from "./control/state_file.ts";
 import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./log.ts";
 import { createTrafficApp } from "./proxy/handler.ts";
+import { WebSockets } from "./proxy/websocket.ts";
 import { readUpstreamTls } from "./proxy/upstream_tls.ts";
 import { Pools } from "./routing/pools.ts";
 import { newStickySecret } from "./routing/sticky.ts";
@@ -99,6 +100,8 @@ interface Parts {
   certificates: Certificates;
   /** Where the config came from (the files it names are relative to it). */
   source: string | undefined;
+  /** The WebSockets open now, and their counts. */
+  websockets: WebSockets;
   /** http-01 challenges the redirect listener answers. */
   challenges: ChallengeStore;
 }
@@ -111,6 +114,7 @@ export function startLb(opts: LbOptions): Lb {
     config,
     pools,
     logger,
+    websockets: parts.websockets,
     random: opts.random,
     onRequest: onRequest
       ? (rec) => (parts.metrics.observe(rec), onRequest(rec))
@@ -241,7 +245,8 @@ function build(opts: LbOptions): Parts {
   const secret = applied.stickySecret ?? newStickySecret();
   const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret, tls);
   const certificates = new Certificates(logger);
-  const metrics = createMetrics({ pools, version: denoJson.version, certificates });
+  const websockets = new WebSockets();
+  const metrics = createMetrics({ pools, version: denoJson.version, certificates, websockets });
   const control = new Control({
     pools,
     config: base,
@@ -266,6 +271,7 @@ function build(opts: LbOptions): Parts {
     certificates,
     challenges,
     source: opts.configSource,
+    websockets,
   };
 }
 
@@ -302,7 +308,14 @@ function handle(parts: Parts, listeners: Listeners): Lb {
   const { admin } = listeners;
   const shutdown = async (graceMs: number) => {
     listeners.acme?.manager.stop();
-    const inTime = await withTimeout(listeners.traffic?.shutdown() ?? Promise.resolve(), graceMs);
+    const until = Date.now() + graceMs;
+    const stopped = listeners.traffic?.shutdown() ?? Promise.resolve();
+    const inTime = await withTimeout(stopped, graceMs);
+    // Deno.serve's shutdown closes upgraded connections with 1001 itself; any WebSocket
+    // still open after the grace is closed the same way.
+    while (parts.websockets.open.size > 0 && Date.now() < until) await delay(50);
+    for (const ws of parts.websockets.open) ws.close(1001, "lb is shutting down");
+    parts.websockets.open.clear();
     control.close();
     parts.certificates.close();
     // The traffic listener had its grace above; what is still in flight there is cut.
@@ -349,6 +362,10 @@ function handle(parts: Parts, listeners: Listeners): Lb {
     reload: (next, why = "reload") => reload(next, why),
     shutdown: (graceMs = config.shutdownTimeout) => stopping ??= shutdown(graceMs),
   };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** Whether `p` settled within `ms`. */

@@ -10,6 +10,7 @@ import client from "prom-client";
 import type { RequestRecord } from "../log.ts";
 import type { Pools } from "../routing/pools.ts";
 import type { Certificates } from "../tls/certificate.ts";
+import type { WebSocketCounts, WebSockets } from "../proxy/websocket.ts";
 import { registerProcessMetrics } from "./metrics_process.ts";
 import { registerServerMetrics } from "./metrics_servers.ts";
 const METHODS = new Set([
@@ -61,6 +62,8 @@ export interface MetricsOptions {
   version: string;
   /** The listeners' certificates (for their expiry). */
   certificates?: Certificates;
+  /** Open WebSockets and their bytes. */
+  websockets?: WebSockets;
 }
 
 interface RequestChildren {
@@ -74,6 +77,7 @@ export function createMetrics(opts: MetricsOptions): LbMetrics {
   // Every pool's try counters exist (at 0) from the start, as a pool-less counter would.
   for (const p of opts.pools.list) perRequest.poolChildren(p.name);
   registerServerMetrics(registry, opts.pools);
+  if (opts.websockets) registerWebSocketMetrics(registry, opts.websockets);
   const certificates = opts.certificates;
   if (certificates) {
     new client.Gauge({
@@ -226,4 +230,48 @@ function tryCounters(registers: client.Registry[]) {
     return c;
   };
   return poolChildren;
+}
+
+/** WebSockets open now, bytes each way and closes for a slow reader, by pool and backend. */
+function registerWebSocketMetrics(registry: client.Registry, ws: WebSockets): void {
+  const registers = [registry];
+  const each = (fill: (labels: { pool: string; backend: string }, c: WebSocketCounts) => void) => {
+    for (const [key, c] of ws.counts) {
+      const [pool, backend] = key.split("\n");
+      fill({ pool, backend }, c);
+    }
+  };
+  new client.Gauge({
+    name: "lb_websockets_open",
+    help: "WebSockets open now, by pool and backend.",
+    labelNames: ["pool", "backend"] as const,
+    registers,
+    collect() {
+      this.reset();
+      each((l, c) => this.set(l, c.open));
+    },
+  });
+  new client.Counter({
+    name: "lb_websocket_bytes_total",
+    help: "WebSocket message bytes relayed, by pool, backend and direction (in: from clients).",
+    labelNames: ["pool", "backend", "direction"] as const,
+    registers,
+    collect() {
+      this.reset();
+      each((l, c) => {
+        this.inc({ ...l, direction: "in" }, c.bytesIn);
+        this.inc({ ...l, direction: "out" }, c.bytesOut);
+      });
+    },
+  });
+  new client.Counter({
+    name: "lb_websocket_overflows_total",
+    help: "WebSockets closed (1013) because a peer stopped reading, by pool and backend.",
+    labelNames: ["pool", "backend"] as const,
+    registers,
+    collect() {
+      this.reset();
+      each((l, c) => this.inc(l, c.overflows));
+    },
+  });
 }

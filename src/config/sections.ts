@@ -39,6 +39,10 @@ export const timeoutsSection = z.object({
   idle: duration.default("60s"),
   /** The whole request including retries (0 = no overall deadline). */
   request: duration.default("0"),
+  /** A WebSocket with no message either way for this long is closed (0 = never). */
+  websocketIdle: duration.default("0"),
+  /** A WebSocket open this long is closed (0 = no limit). */
+  websocketMax: duration.default("0"),
   /** Idle pooled upstream connections are closed after this; keep it below backends' keep-alive timeout. */
   upstreamIdle: duration.default("4s"),
 }).strict();

@@ -11,6 +11,7 @@ import { cidrMatcher } from "./cidr.ts";
 import { ConcurrencyLimiter } from "./concurrency.ts";
 import { createGuard, type Guard } from "./guard.ts";
 import type { Pools } from "../routing/pools.ts";
+import { WebSockets } from "./websocket.ts";
 
 /** What the traffic app is built from (lb.ts passes these). */
 export interface TrafficDeps {
@@ -19,6 +20,8 @@ export interface TrafficDeps {
   logger: Logger;
   /** Called once per request when it is over (metrics, events). */
   onRequest?: (rec: RequestRecord) => void;
+  /** One lb's WebSockets (lb.ts closes them at shutdown; metrics read their counts). */
+  websockets?: WebSockets;
   random?: () => number;
 }
 
@@ -35,6 +38,8 @@ export interface ProxyContext {
   readonly secure: boolean;
   /** The Strict-Transport-Security value lb adds to every answer, if any (`listen.tls.hsts`). */
   readonly hsts: string | undefined;
+  /** The WebSockets open now and their counts. */
+  readonly websockets: WebSockets;
 }
 
 export function proxyContext(deps: TrafficDeps): ProxyContext {
@@ -49,6 +54,7 @@ export function proxyContext(deps: TrafficDeps): ProxyContext {
     guard: createGuard(config.limits, Date.now, { tls: config.listen.tls !== undefined }),
     limiter: new ConcurrencyLimiter(config.limits),
     secure: config.listen.tls !== undefined,
+    websockets: deps.websockets ?? new WebSockets(),
     hsts: config.listen.tls?.hsts === undefined ? undefined : `max-age=${config.listen.tls.hsts}`,
   };
 }

@@ -16,6 +16,7 @@ import { type ProxyContext, proxyContext, type TrafficDeps } from "./context.ts"
 import { errorResponse, fail, noServer } from "./fail.ts";
 import type { Flight } from "./flight.ts";
 import { backoffMs, sleep } from "./retry.ts";
+import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
 export type { TrafficDeps };
 
@@ -26,7 +27,8 @@ export function createProxyHandler(
   const px = proxyContext(deps);
   return (req, info) => {
     const admitted = admit(px, req, info);
-    return admitted instanceof Response ? Promise.resolve(admitted) : forward(px, admitted);
+    if (admitted instanceof Response) return Promise.resolve(admitted);
+    return isWebSocketUpgrade(req) ? proxyWebSocket(px, admitted, req) : forward(px, admitted);
   };
 }
 

@@ -99,7 +99,11 @@ export async function startPebble(opts: { alwaysValid: boolean }): Promise<Pebbl
     procs.push(
       spawn("pebble", ["-config", config, "-dnsserver", `127.0.0.1:${dnsPort}`], env, lines),
     );
-    await until(() => lines.some((l) => l.includes("Listening on:")), "pebble to listen", 10_000);
+    // pebble makes its CA keys as it starts: slow when the suite keeps both CPUs busy.
+    await until(() => lines.some((l) => l.includes("Listening on:")), "pebble to listen", 30_000)
+      .catch((e) => {
+        throw new Error(`${(e as Error).message}; pebble said: ${lines.slice(-5).join(" | ")}`);
+      });
     return {
       directory: `https://127.0.0.1:${acmePort}/dir`,
       caFile,

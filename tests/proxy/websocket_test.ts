@@ -1,0 +1,226 @@
+/** WebSockets through lb: a real echo backend, real clients. */
+import assert from "node:assert/strict";
+import { parseConfig } from "../../src/config/load.ts";
+import { startLb } from "../../src/lb.ts";
+import type { RequestRecord } from "../../src/log.ts";
+import { freePort, until } from "../_stack.ts";
+
+/** A WebSocket backend: echoes, picks the first offered subprotocol, closes on "close:CODE". */
+function wsBackend(name: string) {
+  const seen: { closes: [number, string][]; headers: Headers[] } = { closes: [], headers: [] };
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    if (req.headers.get("upgrade") !== "websocket") return new Response(name);
+    seen.headers.push(req.headers);
+    const offered = req.headers.get("sec-websocket-protocol")?.split(",")[0]?.trim();
+    const { socket, response } = Deno.upgradeWebSocket(req, { protocol: offered });
+    socket.onmessage = (e) => {
+      if (typeof e.data === "string" && e.data.startsWith("close:")) {
+        socket.close(Number(e.data.slice(6)), `${name} says bye`);
+      } else if (e.data === "who") socket.send(name);
+      else socket.send(e.data);
+    };
+    socket.onclose = (e) => seen.closes.push([e.code, e.reason]);
+    return response;
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, seen, server };
+}
+
+function open(url: string, protocols?: string[]): Promise<WebSocket> {
+  const ws = new WebSocket(url, protocols);
+  ws.binaryType = "arraybuffer";
+  return new Promise((resolve, reject) => {
+    ws.onopen = () => resolve(ws);
+    ws.onerror = (e) => reject(new Error((e as ErrorEvent).message));
+  });
+}
+
+function next(ws: WebSocket): Promise<MessageEvent> {
+  return new Promise((resolve) => (ws.onmessage = resolve));
+}
+
+function closed(ws: WebSocket): Promise<CloseEvent> {
+  return new Promise((resolve) => (ws.onclose = resolve));
+}
+
+Deno.test("a WebSocket through lb: text, binary and 16 MiB messages, the backend's subprotocol, close codes both ways, one access line", async () => {
+  const a = wsBackend("a");
+  const records: RequestRecord[] = [];
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+backends: [{ url: "${a.url}" }]`),
+    onRequest: (r) => records.push(r),
+  });
+  try {
+    const url = lb.url.replace("http", "ws") + "/chat";
+    const ws = await open(url, ["v2.chat", "v1.chat"]);
+    assert.equal(ws.protocol, "v2.chat");
+    ws.send("hello");
+    assert.equal((await next(ws)).data, "hello");
+    ws.send(new Uint8Array([1, 2, 3]));
+    assert.deepEqual(new Uint8Array((await next(ws)).data), new Uint8Array([1, 2, 3]));
+    const big = new Uint8Array(16 * 1024 * 1024).map((_, i) => i & 255);
+    ws.send(big);
+    const echoed = new Uint8Array((await next(ws)).data);
+    assert.equal(echoed.byteLength, big.byteLength);
+    assert.equal(echoed[12345], big[12345]);
+    assert.equal(lb.pool.servers[0].inflight, 1, "an open WebSocket is in flight");
+    // The backend's close code reaches the client.
+    const done = closed(ws);
+    ws.send("close:4321");
+    const e = await done;
+    assert.deepEqual([e.code, e.reason], [4321, "a says bye"]);
+    await until(() => records.length === 1, "the access line");
+    assert.equal(records[0].status, 101);
+    assert.ok(records[0].bytesOut > 16 * 1024 * 1024);
+    assert.equal(lb.pool.servers[0].inflight, 0);
+    // The client's close code reaches the backend.
+    const ws2 = await open(url);
+    const gone = closed(ws2);
+    ws2.close(4000, "client leaves");
+    await gone;
+    await until(
+      () => a.seen.closes.some(([c, r]) => c === 4000 && r === "client leaves"),
+      "the backend to see 4000",
+    );
+  } finally {
+    await lb.shutdown(2000);
+    await a.server.shutdown();
+  }
+});
+
+Deno.test("a WebSocket whose first server refuses goes to the next; a backend that dies closes the client with 1011", async () => {
+  const b = wsBackend("b");
+  const dead = `http://127.0.0.1:${freePort()}`;
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+backends: [{ url: "${dead}" }, { url: "${b.url}" }]`),
+  });
+  try {
+    const url = lb.url.replace("http", "ws") + "/";
+    for (let i = 0; i < 3; i++) {
+      const ws = await open(url);
+      ws.send("who");
+      assert.equal((await next(ws)).data, "b");
+      const c = closed(ws);
+      ws.close();
+      await c;
+    }
+    const ws = await open(url);
+    const c = closed(ws);
+    await b.server.shutdown();
+    const e = await c;
+    assert.ok([1001, 1011].includes(e.code), String(e.code));
+  } finally {
+    await lb.shutdown(2000);
+  }
+});
+
+Deno.test("shutdown closes an open WebSocket with 1001 and tells the backend", async () => {
+  const a = wsBackend("a");
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+backends: [{ url: "${a.url}" }]`),
+  });
+  try {
+    const ws = await open(lb.url.replace("http", "ws") + "/");
+    const c = closed(ws);
+    await lb.shutdown(300);
+    const e = await c;
+    assert.equal(e.code, 1001);
+    await until(() => a.seen.closes.length === 1, "the backend to see the close");
+  } finally {
+    await lb.shutdown(300);
+    await a.server.shutdown();
+  }
+});
+
+Deno.test("websocketIdle closes a silent WebSocket, and /metrics counts open WebSockets and their bytes", async () => {
+  const a = wsBackend("a");
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+timeouts: { websocketIdle: 300ms }
+backends: [{ url: "${a.url}", name: srv }]`),
+  });
+  try {
+    const ws = await open(lb.url.replace("http", "ws") + "/");
+    ws.send("12345");
+    await next(ws);
+    const text = await lb.metrics.text();
+    assert.match(text, /lb_websockets_open\{pool="default",backend="srv"\} 1/);
+    assert.match(text, /lb_websocket_bytes_total\{pool="default",backend="srv",direction="in"\} 5/);
+    assert.match(
+      text,
+      /lb_websocket_bytes_total\{pool="default",backend="srv",direction="out"\} 5/,
+    );
+    const e = await closed(ws);
+    assert.equal(e.code, 1001);
+    assert.match(e.reason, /no message for 300ms/);
+    await until(() => a.seen.closes.length === 1, "the backend to be closed too");
+    await until(
+      async () =>
+        /lb_websockets_open\{pool="default",backend="srv"\} 0/.test(await lb.metrics.text()),
+      "no WebSocket open in /metrics",
+    );
+  } finally {
+    await lb.shutdown(500);
+    await a.server.shutdown();
+  }
+});
+
+Deno.test("a client that stops reading while its backend floods is closed with 1013 and counted, lb's memory bounded", async () => {
+  const flood = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    const chunk = new Uint8Array(1024 * 1024);
+    socket.onopen = async () => {
+      for (let i = 0; i < 200 && socket.readyState === WebSocket.OPEN; i++) {
+        socket.send(chunk);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    };
+    return response;
+  });
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+backends: [{ url: "http://127.0.0.1:${flood.addr.port}", name: flood }]`),
+  });
+  // A raw client: the handshake, then it never reads again.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
+  try {
+    await conn.write(new TextEncoder().encode(
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    const buf = new Uint8Array(256);
+    const n = await conn.read(buf);
+    assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 101/);
+    await until(
+      async () =>
+        /lb_websocket_overflows_total\{pool="default",backend="flood"\} 1/.test(
+          await lb.metrics.text(),
+        ),
+      "the overflow to be counted",
+      20_000,
+    );
+    const rss = Deno.memoryUsage().rss;
+    assert.ok(rss < 1024 * 1024 * 1024, `rss ${rss}`);
+  } finally {
+    conn.close();
+    await lb.shutdown(500);
+    await flood.shutdown();
+  }
+});
