@@ -245,7 +245,7 @@ function build(opts: LbOptions): Parts {
   const secret = applied.stickySecret ?? newStickySecret();
   const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret, tls);
   const certificates = new Certificates(logger);
-  const websockets = new WebSockets();
+  const websockets = new WebSockets(base.drainTimeout);
   const metrics = createMetrics({ pools, version: denoJson.version, certificates, websockets });
   const control = new Control({
     pools,
@@ -314,8 +314,9 @@ function handle(parts: Parts, listeners: Listeners): Lb {
     // Deno.serve's shutdown closes upgraded connections with 1001 itself; any WebSocket
     // still open after the grace is closed the same way.
     while (parts.websockets.open.size > 0 && Date.now() < until) await delay(50);
-    for (const ws of parts.websockets.open) ws.close(1001, "lb is shutting down");
+    for (const ws of parts.websockets.open.keys()) ws.close(1001, "lb is shutting down");
     parts.websockets.open.clear();
+    parts.websockets.stop();
     control.close();
     parts.certificates.close();
     // The traffic listener had its grace above; what is still in flight there is cut.

@@ -88,6 +88,8 @@ export const ConfigSchema = z.object({
     access: z.boolean().default(true),
   }).strict().default({}),
   shutdownTimeout: duration.default("15s"),
+  /** How long a WebSocket on a draining or removed server may stay open before lb closes it. */
+  drainTimeout: duration.default("5m"),
 }).strict().superRefine(refineTopology).transform((c) =>
   c.pools || c.backends ? c : { ...c, backends: DEMO_BACKENDS.map((b) => backendSchema.parse(b)) }
 );

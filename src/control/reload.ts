@@ -49,6 +49,7 @@ const RESTART_ONLY = [
   "trustedProxies",
   "log",
   "shutdownTimeout",
+  "drainTimeout",
 ] as const;
 
 /** A running pool's settings that a reload cannot change (the pool's parts are built from them). */

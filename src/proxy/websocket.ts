@@ -26,9 +26,52 @@ export interface WebSocketCounts {
   overflows: number;
 }
 
-/** One lb's open WebSockets (shutdown closes them) and their counts (for /metrics). */
+/** An open WebSocket: its client side, its server, and since when that server drains. */
+interface OpenSocket {
+  server: Server;
+  /** When lb first saw its server draining or removed (0: it is not). */
+  drainingSince: number;
+}
+
+/**
+ * One lb's open WebSockets (shutdown closes them) and their counts (for /metrics). A
+ * WebSocket whose server drains or leaves is left alone for `drainTimeout`, then closed
+ * with 1001, checked once a second while any is open.
+ */
 export class WebSockets {
-  readonly open = new Set<WebSocket>();
+  readonly open = new Map<WebSocket, OpenSocket>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(readonly drainTimeoutMs = 300_000) {}
+
+  add(ws: WebSocket, server: Server): void {
+    this.open.set(ws, { server, drainingSince: 0 });
+    this.#timer ??= setInterval(() => this.checkDrains(), 1000);
+  }
+
+  delete(ws: WebSocket): void {
+    this.open.delete(ws);
+    if (this.open.size === 0) this.stop();
+  }
+
+  /** Closes the WebSockets whose server has drained for longer than drainTimeout. */
+  checkDrains(now = Date.now()): void {
+    for (const [ws, o] of this.open) {
+      if (!o.server.draining && !o.server.removed) {
+        o.drainingSince = 0;
+        continue;
+      }
+      o.drainingSince ||= now;
+      if (now - o.drainingSince >= this.drainTimeoutMs) {
+        ws.close(1001, "lb: the server is draining");
+      }
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
   /** By "pool\nserver id". */
   readonly counts = new Map<string, WebSocketCounts>();
 
@@ -151,7 +194,7 @@ function relay(
     ended = true;
     timers.clear();
     stats.open--;
-    px.websockets.open.delete(down);
+    px.websockets.delete(down);
     report(f.pool, server, !backendFailed);
     f.finish(
       101,
@@ -160,7 +203,7 @@ function relay(
     );
     f.rec.bytesIn = counts.in;
   };
-  px.websockets.open.add(down);
+  px.websockets.add(down, server);
   const pass = (from: WebSocket, to: WebSocket, dir: "in" | "out") => (e: MessageEvent) => {
     const size = typeof e.data === "string" ? e.data.length : (e.data as ArrayBuffer).byteLength;
     counts[dir] += size;

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
-import { freePort, until } from "../_stack.ts";
+import { freePort, memoryLogger, until } from "../_stack.ts";
 
 /** A WebSocket backend: echoes, picks the first offered subprotocol, closes on "close:CODE". */
 function wsBackend(name: string) {
@@ -222,5 +222,52 @@ backends: [{ url: "http://127.0.0.1:${flood.addr.port}", name: flood }]`),
     conn.close();
     await lb.shutdown(500);
     await flood.shutdown();
+  }
+});
+
+Deno.test("draining a server leaves its WebSockets open until drainTimeout, then closes them with 1001; others stay", async () => {
+  const a = wsBackend("a");
+  const b = wsBackend("b");
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+drainTimeout: 1500ms
+backends: [{ url: "${a.url}", name: a }, { url: "${b.url}", name: b }]`),
+    logger: memoryLogger(),
+  });
+  try {
+    const url = lb.url.replace("http", "ws") + "/";
+    const sockets = [await open(url), await open(url)];
+    const names: string[] = [];
+    for (const ws of sockets) {
+      ws.send("who");
+      names.push((await next(ws)).data);
+    }
+    assert.deepEqual(names.sort(), ["a", "b"]);
+    const onA = sockets.find((_, i) => names[i] === "a")!;
+    const onB = sockets.find((_, i) => names[i] === "b")!;
+    const closedA = closed(onA);
+    let bClosed = false;
+    onB.onclose = () => (bClosed = true);
+    const t0 = Date.now();
+    lb.pool.setAdminState(lb.pool.get("a")!, "draining");
+    // Still usable while draining.
+    onA.send("who");
+    assert.equal((await next(onA)).data, "a");
+    const e = await closedA;
+    assert.equal(e.code, 1001);
+    assert.ok(Date.now() - t0 >= 1400, `closed after ${Date.now() - t0}ms, before drainTimeout`);
+    assert.equal(bClosed, false);
+    onB.send("who");
+    assert.equal((await next(onB)).data, "b");
+    const c = closed(onB);
+    onB.close();
+    await c;
+  } finally {
+    await lb.shutdown(500);
+    await a.server.shutdown();
+    await b.server.shutdown();
   }
 });
