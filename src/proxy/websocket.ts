@@ -229,10 +229,13 @@ function relay(
     end(false);
   };
   up.onclose = (e) => {
-    // 1006: the backend went away without a close frame.
-    const code = e.code === 1005 ? 1000 : e.code === 1006 ? 1011 : e.code;
-    if (down.readyState === WebSocket.OPEN) down.close(code, e.reason);
-    end(e.code === 1006);
+    // The backend went away without a close frame: 1006, which Deno 2.9.6 reports as 0.
+    const abnormal = e.code === 1006 || e.code === 0;
+    const code = abnormal ? 1011 : e.code === 1005 ? 1000 : e.code;
+    if (down.readyState === WebSocket.OPEN) {
+      down.close(code, abnormal ? "lb: the backend went away" : e.reason);
+    }
+    end(abnormal);
   };
   up.onerror = () => {};
   down.onerror = () => {};
