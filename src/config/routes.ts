@@ -143,6 +143,13 @@ export const routeSchema = z.object({
     response: headerRulesSchema.optional(),
   }).strict().optional(),
   rateLimit: rateLimitSchema.optional(),
+  /**
+   * The Origins a WebSocket upgrade on this route may come from (`https://app.example.com`);
+   * default: any. Browsers send Origin on every WebSocket, so this stops other sites' pages.
+   */
+  websocketOrigins: z.array(
+    z.string().regex(/^https?:\/\/[^\s/]+$/, "must be an origin like https://app.example.com"),
+  ).min(1).optional(),
 }).strict().superRefine((r, ctx) => {
   if (r.stripPrefix && !r.match?.path) {
     ctx.addIssue({ code: "custom", path: ["stripPrefix"], message: "needs match.path" });
@@ -159,6 +166,7 @@ export interface RouteConfig {
   stripPrefix: boolean;
   headers: { request: HeaderRules; response: HeaderRules };
   rateLimit?: RateLimitConfig;
+  websocketOrigins?: string[];
 }
 
 const NO_RULES: HeaderRules = { set: {}, remove: [] };
@@ -175,5 +183,6 @@ export function resolveRoute(r: RouteInput, i: number): RouteConfig {
       response: r.headers?.response ?? NO_RULES,
     },
     ...(r.rateLimit && { rateLimit: r.rateLimit }),
+    ...(r.websocketOrigins && { websocketOrigins: r.websocketOrigins }),
   };
 }

@@ -49,6 +49,8 @@ export const FAILURES = {
   no_route: rule(404, "no_route", "client", "never"),
   /** Over the route's rate limit (routing/rate_limit.ts). */
   rate_limited: rule(429, "rate_limited", "client", "never"),
+  /** A WebSocket upgrade from an Origin the route does not allow. */
+  origin_refused: rule(403, "forbidden", "client", "never"),
   no_server: rule(503, "no_server", "lb", "never"),
   // One try, before any response byte (upstream.ts).
   connect_failed: rule(502, "bad_gateway", "upstream", "always"),

@@ -110,6 +110,16 @@ export function isWebSocketUpgrade(req: Request): boolean {
 /** Finds a server that accepts the WebSocket, then relays; lb's error when none does. */
 export async function proxyWebSocket(px: ProxyContext, f: Flight, req: Request): Promise<Response> {
   const { pool } = f;
+  const origins = f.route?.config.websocketOrigins;
+  const origin = req.headers.get("origin") ?? "";
+  if (origins !== undefined && !origins.includes(origin)) {
+    const from = origin ? `Origin ${origin}` : "no Origin";
+    return fail(
+      px,
+      f,
+      new Failure("origin_refused", `WebSockets from ${from} are not allowed here`),
+    );
+  }
   const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",")
     .map((s) => s.trim()).filter(Boolean);
   for (let attempt = 1; attempt <= pool.settings.retry.attempts; attempt++) {

@@ -319,3 +319,39 @@ backends: [{ url: "http://127.0.0.1:${port}" }]`),
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a route's websocketOrigins refuses upgrades from other Origins with 403", async () => {
+  const a = wsBackend("a");
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+backends: [{ url: "${a.url}" }]
+routes: [{ pool: default, websocketOrigins: ["https://app.example.com"] }]`),
+    logger: memoryLogger(),
+  });
+  try {
+    const port = Number(new URL(lb.url).port);
+    const handshake = async (origin: string | undefined) => {
+      const raw = await Deno.connect({ hostname: "127.0.0.1", port });
+      await raw.write(new TextEncoder().encode(
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          (origin ? `Origin: ${origin}\r\n` : "") +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      ));
+      const buf = new Uint8Array(1024);
+      const n = await raw.read(buf);
+      raw.close();
+      return new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    };
+    assert.match(await handshake("https://app.example.com"), /^HTTP\/1\.1 101/);
+    const evil = await handshake("https://evil.example");
+    assert.match(evil, /^HTTP\/1\.1 403/);
+    assert.match(evil, /"code":"forbidden"/);
+    assert.match(await handshake(undefined), /^HTTP\/1\.1 403/);
+  } finally {
+    await lb.shutdown(500);
+    await a.server.shutdown();
+  }
+});
