@@ -355,3 +355,35 @@ routes: [{ pool: default, websocketOrigins: ["https://app.example.com"] }]`),
     await a.server.shutdown();
   }
 });
+
+Deno.test("1,000 concurrent WebSockets are spread evenly by least-conn and count as in flight", async () => {
+  const backends = [wsBackend("a"), wsBackend("b"), wsBackend("c")];
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+limits: { maxConnectionsPerClient: 5000 }
+strategy: least-conn
+backends: [${backends.map((b, i) => `{ url: "${b.url}", name: s${i} }`).join(", ")}]`),
+    logger: memoryLogger(),
+  });
+  const sockets: WebSocket[] = [];
+  try {
+    const url = lb.url.replace("http", "ws") + "/";
+    for (let batch = 0; batch < 10; batch++) {
+      sockets.push(...await Promise.all(Array.from({ length: 100 }, () => open(url))));
+    }
+    const inflight = lb.pool.servers.map((s) => s.inflight);
+    assert.equal(inflight.reduce((a, b) => a + b, 0), 1000);
+    for (const n of inflight) assert.ok(n >= 330 && n <= 337, inflight.join(", "));
+  } finally {
+    await Promise.all(sockets.map((ws) => {
+      const c = closed(ws);
+      ws.close();
+      return c;
+    }));
+    await lb.shutdown(1000);
+    await Promise.all(backends.map((b) => b.server.shutdown()));
+  }
+});
