@@ -4,6 +4,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
 import { freePort, memoryLogger, until } from "../_stack.ts";
+import { serveYaml, startLbProcess } from "../_serve.ts";
 
 /** A WebSocket backend: echoes, picks the first offered subprotocol, closes on "close:CODE". */
 function wsBackend(name: string) {
@@ -385,5 +386,33 @@ backends: [${backends.map((b, i) => `{ url: "${b.url}", name: s${i} }`).join(", 
     }));
     await lb.shutdown(1000);
     await Promise.all(backends.map((b) => b.server.shutdown()));
+  }
+});
+
+Deno.test("a reload that does not touch a server leaves its WebSockets open; lb serve closes them with 1001 on SIGTERM and exits 0", async () => {
+  const a = wsBackend("a");
+  const b = wsBackend("b");
+  const proc = await startLbProcess(`backends: [{ url: "${a.url}", name: a }]`);
+  try {
+    const ws = await open(proc.url.replace("http", "ws") + "/");
+    ws.send("who");
+    assert.equal((await next(ws)).data, "a");
+    // Add a server and reload: the open WebSocket on the untouched one goes on.
+    await Deno.writeTextFile(
+      proc.configPath,
+      serveYaml(`backends: [{ url: "${a.url}", name: a }, { url: "${b.url}", name: b }]`),
+    );
+    proc.kill("SIGHUP");
+    await until(() => proc.lines.some((l) => l.kind === "reload"), "the reload");
+    ws.send("still there?");
+    assert.equal((await next(ws)).data, "still there?");
+    const c = closed(ws);
+    const { code } = await proc.stop();
+    assert.equal((await c).code, 1001);
+    assert.equal(code, 0);
+  } finally {
+    await proc.close().catch(() => {});
+    await a.server.shutdown();
+    await b.server.shutdown();
   }
 });
