@@ -1,5 +1,6 @@
 /** WebSockets through lb: a real echo backend, real clients. */
 import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
 import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
@@ -414,5 +415,45 @@ Deno.test("a reload that does not touch a server leaves its WebSockets open; lb 
     await proc.close().catch(() => {});
     await a.server.shutdown();
     await b.server.shutdown();
+  }
+});
+
+Deno.test("Chromium opens a WebSocket through lb and exchanges messages", async () => {
+  const a = wsBackend("a");
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+backends: [{ url: "${a.url}" }]`),
+    logger: memoryLogger(),
+  });
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox"],
+  });
+  try {
+    const page = await browser.newPage();
+    const url = lb.url.replace("http", "ws") + "/chat";
+    const got = await page.evaluate(async (u: string) => {
+      const ws = new WebSocket(u, ["chat.v1"]);
+      await new Promise((r, j) => ((ws.onopen = r), (ws.onerror = j)));
+      const replies: string[] = [];
+      for (const m of ["one", "two", "three"]) {
+        ws.send(m);
+        replies.push(await new Promise<string>((r) => (ws.onmessage = (e) => r(e.data))));
+      }
+      ws.close(1000, "done");
+      return { protocol: ws.protocol, replies };
+    }, url);
+    assert.deepEqual(got, { protocol: "chat.v1", replies: ["one", "two", "three"] });
+    await until(
+      () => a.seen.closes.some(([c, r]) => c === 1000 && r === "done"),
+      "the page's close",
+    );
+  } finally {
+    await browser.close();
+    await lb.shutdown(500);
+    await a.server.shutdown();
   }
 });
