@@ -1,6 +1,8 @@
 /** WebSockets through lb: a real echo backend, real clients. */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import { WebSocket as WsClient, WebSocketServer } from "ws";
+import type { Buffer } from "node:buffer";
 import { parseConfig } from "../../src/config/load.ts";
 import { startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
@@ -455,5 +457,58 @@ backends: [{ url: "${a.url}" }]`),
     await browser.close();
     await lb.shutdown(500);
     await a.server.shutdown();
+  }
+});
+
+Deno.test("the npm ws package on both ends: a fragmented message arrives whole, pings get pongs, binary and close codes pass", async () => {
+  const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+  await new Promise((r) => wss.on("listening", r));
+  const closes: number[] = [];
+  wss.on("connection", (sock: WsClient) => {
+    sock.on("message", (data: Buffer, isBinary: boolean) => {
+      if (!isBinary && String(data) === "bye") sock.close(4002, "server bye");
+      else sock.send(data, { binary: isBinary });
+    });
+    sock.on("close", (code: number) => closes.push(code));
+  });
+  const port = (wss.address() as { port: number }).port;
+  const lb = startLb({
+    config: parseConfig(`listen: { port: 0 }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+backends: [{ url: "http://127.0.0.1:${port}" }]`),
+    logger: memoryLogger(),
+  });
+  try {
+    const url = lb.url.replace("http", "ws") + "/";
+    const c = new WsClient(url);
+    await new Promise((r) => c.on("open", r));
+    const nextMessage = () =>
+      new Promise<[Buffer, boolean]>((r) =>
+        c.once("message", (d: Buffer, b: boolean) => r([d, b]))
+      );
+    c.send("frag-", { fin: false });
+    c.send("mented", { fin: true });
+    assert.equal(String((await nextMessage())[0]), "frag-mented");
+    c.send(new Uint8Array([9, 8, 7]));
+    const [bin, isBinary] = await nextMessage();
+    assert.equal(isBinary, true);
+    assert.deepEqual([...bin], [9, 8, 7]);
+    const pong = new Promise((r) => c.once("pong", r));
+    c.ping("are you there");
+    await pong;
+    const closed = new Promise<number>((r) => c.on("close", (code: number) => r(code)));
+    c.send("bye");
+    assert.equal(await closed, 4002);
+    await until(() => closes.includes(4002), "the server's own close");
+    // And a client's code reaches a ws server.
+    const c2 = new WsClient(url);
+    await new Promise((r) => c2.on("open", r));
+    c2.close(4003, "client bye");
+    await until(() => closes.includes(4003), "the client's close code at the server");
+  } finally {
+    await lb.shutdown(500);
+    await new Promise((r) => wss.close(r));
   }
 });
