@@ -120,6 +120,11 @@ http {
   uwsgi_temp_path ${dir}/${n}-uwsgi;
   scgi_temp_path ${dir}/${n}-scgi;
   keepalive_requests 1000000;
+  # WebSockets: Upgrade passed on, Connection "upgrade" for them and "" (keep-alive) otherwise.
+  map $http_upgrade $connection_upgrade {
+    default upgrade;
+    "" "";
+  }
   upstream backends {
 ${backends.map((b) => `    server ${b.host}:${b.port};`).join("\n")}
     keepalive 64;
@@ -130,7 +135,9 @@ ${backends.map((b) => `    server ${b.host}:${b.port};`).join("\n")}
     location / {
       proxy_pass http://backends;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 600s;
     }
   }
 }
@@ -156,6 +163,7 @@ defaults
   timeout client 60s
   timeout server 60s
   timeout http-keep-alive 60s
+  timeout tunnel 600s
 
 frontend bench
   bind 127.0.0.1:${port}${tls ? ` ssl crt ${tls.pem} alpn h2,http/1.1` : ""}

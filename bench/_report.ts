@@ -1,5 +1,6 @@
 /** The benchmark's results: the tables, the targets of issue 7, and number formatting. */
 import type { ChunkedResult } from "./_chunked.ts";
+import type { WebSocketResult } from "./_websocket.ts";
 import type { H2loadResult } from "./_h2load.ts";
 import { TLS_KINDS, type TlsKind } from "./_tls.ts";
 import type { WrkResult } from "./_wrk.ts";
@@ -259,6 +260,7 @@ export function checkTargets(
   results: TargetResult[],
   mem: MemoryResult,
   chunked?: ChunkedResult,
+  websockets?: WebSocketResult,
 ): Check[] {
   const get = (id: string) => results.find((r) => r.id === id && r.median);
   const lean = get("lean");
@@ -361,6 +363,20 @@ export function checkTargets(
       );}
   }
   checks.push(...tlsChecks(results));
+  {
+    const name = "WebSocket messages per second ≥ 50% of nginx's";
+    const lb = websockets?.rows.find((r) => r.label.startsWith("lb") && r.messagesPerSec);
+    const nginx = websockets?.rows.find((r) => r.label.startsWith("nginx") && r.messagesPerSec);
+    if (!lb || !nginx) check(name, undefined, "needs lb and nginx WebSocket rows (--only ws)");
+    else {
+      const r = lb.messagesPerSec! / nginx.messagesPerSec!;
+      check(
+        name,
+        r >= 0.5,
+        `${fmtPct(r)} (p99 ${lb.p99!.toFixed(2)} vs ${nginx.p99!.toFixed(2)} ms)`,
+      );
+    }
+  }
   return checks;
 }
 

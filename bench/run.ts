@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import { type BenchCert, lbConfig, type Upstream } from "./_configs.ts";
 import { type ChunkedResult, measureChunkedUploads } from "./_chunked.ts";
+import { measureWebSockets, type WebSocketResult } from "./_websocket.ts";
 import { measureMemory } from "./_memory.ts";
 import {
   ClosedError,
@@ -151,11 +152,11 @@ export function parseSettings(argv: string[]): Settings | "help" {
   if (v.only !== undefined) {
     only = v.only.split(",").map((s) => s.trim()).filter(Boolean);
     const known =
-      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers|\+routes)?|mem|ttfb|chunked|tls|(lb|nginx|haproxy|lean|deno):tls)$/;
+      /^(direct|lean|lean-node|lean-http1|nginx|haproxy|lb|lb:[a-z0-9-]+(\+log|\+workers|\+routes)?|mem|ttfb|chunked|ws|tls|(lb|nginx|haproxy|lean|deno):tls)$/;
     const bad = only.find((t) => !known.test(t));
     if (bad !== undefined || only.length === 0) {
       throw new UsageError(
-        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, lb:round-robin+routes, mem, ttfb, chunked, tls, lb:tls, nginx:tls, haproxy:tls, lean:tls, deno:tls; got "${
+        `--only takes a comma list of direct, lean, lean-node, lean-http1, nginx, haproxy, lb, lb:STRATEGY, lb:round-robin+log, lb:round-robin+workers, lb:round-robin+routes, mem, ttfb, chunked, ws, tls, lb:tls, nginx:tls, haproxy:tls, lean:tls, deno:tls; got "${
           bad ?? v.only
         }"`,
       );
@@ -782,7 +783,23 @@ async function main(argv: string[]): Promise<number> {
           }),
       });
     }
-    const checks = checkTargets(results, memory, chunked);
+    let websockets: WebSocketResult | undefined;
+    if (selected("ws", s.only)) {
+      websockets = await measureWebSockets({
+        procs,
+        dir,
+        root: ROOT,
+        quick: s.quick,
+        startLb: (ups) =>
+          startLb(procs, dir, upstreams, {
+            strategy: "round-robin",
+            accessLog: false,
+            generousLimits: true,
+            upstreams: ups,
+          }),
+      });
+    }
+    const checks = checkTargets(results, memory, chunked, websockets);
     machine.loadAverageAtEnd = await loadAverage();
     // Every process the benchmark started must have exited (and been reaped) for its CPU
     // time to count as ours; what remains is other work on the machine.
@@ -835,7 +852,20 @@ async function main(argv: string[]): Promise<number> {
       );
       for (const l of chunkedLines(chunked)) console.log(`  ${l}`);
     }
-    for (const n of [...notes, ...memory.notes, ...(chunked?.notes ?? [])]) {
+    if (websockets) {
+      console.log(
+        `\nWebSockets (${websockets.connections} connections, 64-byte echo, ${websockets.seconds} s each):`,
+      );
+      for (const l of webSocketLines(websockets)) console.log(`  ${l}`);
+    }
+    for (
+      const n of [
+        ...notes,
+        ...memory.notes,
+        ...(chunked?.notes ?? []),
+        ...(websockets?.notes ?? []),
+      ]
+    ) {
       console.log(`  note: ${n}`);
     }
     console.log(`\ntargets (informational; the benchmark never fails on speed):`);
@@ -861,6 +891,7 @@ async function main(argv: string[]): Promise<number> {
       targets: results,
       memory,
       chunked,
+      websockets,
       checks,
       notes: [...notes, ...memory.notes],
       markdown: formatMarkdown(results),
@@ -945,4 +976,28 @@ function memoryLines(m: MemoryResult): string[] {
 
 if (import.meta.main) {
   Deno.exit(await main(Deno.args));
+}
+
+/** The WebSocket rows: messages per second, round trip, and lb's RSS with idle connections. */
+export function webSocketLines(w: WebSocketResult): string[] {
+  const out = w.rows.map((r) =>
+    r.skipped
+      ? `${r.label.padEnd(20)} skipped: ${r.skipped}`
+      : `${r.label.padEnd(20)} ${
+        Math.round(r.messagesPerSec!).toLocaleString("en-US").padStart(8)
+      } msg/s` +
+        `  p50 ${r.p50!.toFixed(2)}ms  p99 ${r.p99!.toFixed(2)}ms`
+  );
+  if (w.idle) {
+    const mb = (b: number) => `${(b / 1e6).toFixed(0)} MB`;
+    out.push(
+      `lb with ${w.idle.connections.toLocaleString("en-US")} idle WebSockets: RSS ${
+        mb(w.idle.rss)
+      } ` +
+        `(${mb(w.idle.rssBefore)} before; ${
+          ((w.idle.rss - w.idle.rssBefore) / w.idle.connections / 1024).toFixed(1)
+        } KiB each)`,
+    );
+  }
+  return out;
 }

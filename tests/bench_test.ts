@@ -22,6 +22,7 @@ import {
 } from "../bench/_report.ts";
 import type { TlsKind } from "../bench/_tls.ts";
 import { parseWrk, parseWrkTime, type WrkResult } from "../bench/_wrk.ts";
+import { webSocketLines } from "../bench/run.ts";
 import { parseSettings, selected, UsageError } from "../bench/run.ts";
 
 const WRK_OUTPUT = `Running 10s test @ http://127.0.0.1:8000/
@@ -543,4 +544,32 @@ Deno.test("stopAll stops every process the benchmark started, and memoryOf reads
     await procs.stopAll();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("the WebSocket target compares lb's messages per second with nginx's, and its lines say RSS per idle socket", () => {
+  const rows = (lb: number) => ({
+    connections: 1000,
+    seconds: 5,
+    rows: [
+      { label: "nginx (1 worker)", messagesPerSec: 40_000, p50: 20, p99: 60 },
+      { label: "lb round-robin", messagesPerSec: lb, p50: 13, p99: 500 },
+    ],
+    idle: { connections: 1000, rssBefore: 100e6, rss: 100e6 + 1000 * 25 * 1024 },
+    notes: [],
+  });
+  const name = "WebSocket messages per second ≥ 50% of nginx's";
+  const pass = checkTargets([], { notes: [] }, undefined, rows(28_000)).find((c) =>
+    c.name === name
+  )!;
+  assert.equal(pass.status, "PASS");
+  assert.match(pass.detail, /^70%/);
+  const miss = checkTargets([], { notes: [] }, undefined, rows(10_000)).find((c) =>
+    c.name === name
+  )!;
+  assert.equal(miss.status, "MISS");
+  const skip = checkTargets([], { notes: [] }).find((c) => c.name === name)!;
+  assert.equal(skip.status, "SKIP");
+  const lines = webSocketLines(rows(28_000));
+  assert.match(lines[1], /lb round-robin\s+28,000 msg\/s\s+p50 13\.00ms\s+p99 500\.00ms/);
+  assert.match(lines[2], /1,000 idle WebSockets: RSS 126 MB \(100 MB before; 25\.0 KiB each\)/);
 });
