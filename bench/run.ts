@@ -768,19 +768,21 @@ async function main(argv: string[]): Promise<number> {
         startLb: (o) => startLb(procs, dir, upstreams, o),
       });
     }
+    // lb round-robin in front of other upstreams, with limits that let the load through.
+    const lbFor = (ups: Upstream[]) =>
+      startLb(procs, dir, upstreams, {
+        strategy: "round-robin",
+        accessLog: false,
+        generousLimits: true,
+        upstreams: ups,
+      });
     let chunked: ChunkedResult | undefined;
     if (selected("chunked", s.only)) {
       chunked = await measureChunkedUploads({
         procs,
         root: ROOT,
         quick: s.quick,
-        startLb: (ups) =>
-          startLb(procs, dir, upstreams, {
-            strategy: "round-robin",
-            accessLog: false,
-            generousLimits: true,
-            upstreams: ups,
-          }),
+        startLb: lbFor,
       });
     }
     let websockets: WebSocketResult | undefined;
@@ -790,13 +792,7 @@ async function main(argv: string[]): Promise<number> {
         dir,
         root: ROOT,
         quick: s.quick,
-        startLb: (ups) =>
-          startLb(procs, dir, upstreams, {
-            strategy: "round-robin",
-            accessLog: false,
-            generousLimits: true,
-            upstreams: ups,
-          }),
+        startLb: lbFor,
       });
     }
     const checks = checkTargets(results, memory, chunked, websockets);

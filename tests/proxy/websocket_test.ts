@@ -4,10 +4,21 @@ import { chromium } from "playwright-core";
 import { WebSocket as WsClient, WebSocketServer } from "ws";
 import type { Buffer } from "node:buffer";
 import { parseConfig } from "../../src/config/load.ts";
-import { startLb } from "../../src/lb.ts";
+import { type LbOptions, startLb } from "../../src/lb.ts";
 import type { RequestRecord } from "../../src/log.ts";
 import { freePort, memoryLogger, until } from "../_stack.ts";
 import { serveYaml, startLbProcess } from "../_serve.ts";
+
+/** An lb on port 0 without admin listener, access log or health checks, over `yaml`. */
+function wsLb(yaml: string, opts: Partial<LbOptions> = {}) {
+  return startLb({
+    config: parseConfig(
+      `listen: { port: 0 }\nadmin: { enabled: false }\nlog: { access: false }\nhealth: { enabled: false }\n${yaml}`,
+    ),
+    logger: memoryLogger(),
+    ...opts,
+  });
+}
 
 /** A WebSocket backend: echoes, picks the first offered subprotocol, closes on "close:CODE". */
 function wsBackend(name: string) {
@@ -49,14 +60,7 @@ function closed(ws: WebSocket): Promise<CloseEvent> {
 Deno.test("a WebSocket through lb: text, binary and 16 MiB messages, the backend's subprotocol, close codes both ways, one access line", async () => {
   const a = wsBackend("a");
   const records: RequestRecord[] = [];
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-backends: [{ url: "${a.url}" }]`),
-    onRequest: (r) => records.push(r),
-  });
+  const lb = wsLb(`backends: [{ url: "${a.url}" }]`, { onRequest: (r) => records.push(r) });
   try {
     const url = lb.url.replace("http", "ws") + "/chat";
     const ws = await open(url, ["v2.chat", "v1.chat"]);
@@ -98,13 +102,7 @@ backends: [{ url: "${a.url}" }]`),
 Deno.test("a WebSocket whose first server refuses goes to the next; a backend shutting down passes its 1001 to the client", async () => {
   const b = wsBackend("b");
   const dead = `http://127.0.0.1:${freePort()}`;
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-backends: [{ url: "${dead}" }, { url: "${b.url}" }]`),
-  });
+  const lb = wsLb(`backends: [{ url: "${dead}" }, { url: "${b.url}" }]`);
   try {
     const url = lb.url.replace("http", "ws") + "/";
     for (let i = 0; i < 3; i++) {
@@ -127,13 +125,7 @@ backends: [{ url: "${dead}" }, { url: "${b.url}" }]`),
 
 Deno.test("shutdown closes an open WebSocket with 1001 and tells the backend", async () => {
   const a = wsBackend("a");
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-backends: [{ url: "${a.url}" }]`),
-  });
+  const lb = wsLb(`backends: [{ url: "${a.url}" }]`);
   try {
     const ws = await open(lb.url.replace("http", "ws") + "/");
     const c = closed(ws);
@@ -149,14 +141,8 @@ backends: [{ url: "${a.url}" }]`),
 
 Deno.test("websocketIdle closes a silent WebSocket, and /metrics counts open WebSockets and their bytes", async () => {
   const a = wsBackend("a");
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-timeouts: { websocketIdle: 300ms }
-backends: [{ url: "${a.url}", name: srv }]`),
-  });
+  const lb = wsLb(`timeouts: { websocketIdle: 300ms }
+backends: [{ url: "${a.url}", name: srv }]`);
   try {
     const ws = await open(lb.url.replace("http", "ws") + "/");
     ws.send("12345");
@@ -195,13 +181,7 @@ Deno.test("a client that stops reading while its backend floods is closed with 1
     };
     return response;
   });
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-backends: [{ url: "http://127.0.0.1:${flood.addr.port}", name: flood }]`),
-  });
+  const lb = wsLb(`backends: [{ url: "http://127.0.0.1:${flood.addr.port}", name: flood }]`);
   // A raw client: the handshake, then it never reads again.
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
   try {
@@ -232,15 +212,8 @@ backends: [{ url: "http://127.0.0.1:${flood.addr.port}", name: flood }]`),
 Deno.test("draining a server leaves its WebSockets open until drainTimeout, then closes them with 1001; others stay", async () => {
   const a = wsBackend("a");
   const b = wsBackend("b");
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-drainTimeout: 1500ms
-backends: [{ url: "${a.url}", name: a }, { url: "${b.url}", name: b }]`),
-    logger: memoryLogger(),
-  });
+  const lb = wsLb(`drainTimeout: 1500ms
+backends: [{ url: "${a.url}", name: a }, { url: "${b.url}", name: b }]`);
   try {
     const url = lb.url.replace("http", "ws") + "/";
     const sockets = [await open(url), await open(url)];
@@ -291,14 +264,7 @@ Deno.test("a backend killed mid-conversation closes the client with 1011; a malf
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const port = Number((await reader.read()).value?.trim());
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-backends: [{ url: "http://127.0.0.1:${port}" }]`),
-    logger: memoryLogger(),
-  });
+  const lb = wsLb(`backends: [{ url: "http://127.0.0.1:${port}" }]`);
   try {
     const ws = await open(lb.url.replace("http", "ws") + "/");
     ws.send("ping?");
@@ -326,15 +292,8 @@ backends: [{ url: "http://127.0.0.1:${port}" }]`),
 
 Deno.test("a route's websocketOrigins refuses upgrades from other Origins with 403", async () => {
   const a = wsBackend("a");
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-backends: [{ url: "${a.url}" }]
-routes: [{ pool: default, websocketOrigins: ["https://app.example.com"] }]`),
-    logger: memoryLogger(),
-  });
+  const lb = wsLb(`backends: [{ url: "${a.url}" }]
+routes: [{ pool: default, websocketOrigins: ["https://app.example.com"] }]`);
   try {
     const port = Number(new URL(lb.url).port);
     const handshake = async (origin: string | undefined) => {
@@ -362,16 +321,9 @@ routes: [{ pool: default, websocketOrigins: ["https://app.example.com"] }]`),
 
 Deno.test("1,000 concurrent WebSockets are spread evenly by least-conn and count as in flight", async () => {
   const backends = [wsBackend("a"), wsBackend("b"), wsBackend("c")];
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-limits: { maxConnectionsPerClient: 5000 }
+  const lb = wsLb(`limits: { maxConnectionsPerClient: 5000 }
 strategy: least-conn
-backends: [${backends.map((b, i) => `{ url: "${b.url}", name: s${i} }`).join(", ")}]`),
-    logger: memoryLogger(),
-  });
+backends: [${backends.map((b, i) => `{ url: "${b.url}", name: s${i} }`).join(", ")}]`);
   const sockets: WebSocket[] = [];
   try {
     const url = lb.url.replace("http", "ws") + "/";
@@ -422,14 +374,7 @@ Deno.test("a reload that does not touch a server leaves its WebSockets open; lb 
 
 Deno.test("Chromium opens a WebSocket through lb and exchanges messages", async () => {
   const a = wsBackend("a");
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-backends: [{ url: "${a.url}" }]`),
-    logger: memoryLogger(),
-  });
+  const lb = wsLb(`backends: [{ url: "${a.url}" }]`);
   const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox"],
@@ -472,14 +417,7 @@ Deno.test("the npm ws package on both ends: a fragmented message arrives whole, 
     sock.on("close", (code: number) => closes.push(code));
   });
   const port = (wss.address() as { port: number }).port;
-  const lb = startLb({
-    config: parseConfig(`listen: { port: 0 }
-admin: { enabled: false }
-log: { access: false }
-health: { enabled: false }
-backends: [{ url: "http://127.0.0.1:${port}" }]`),
-    logger: memoryLogger(),
-  });
+  const lb = wsLb(`backends: [{ url: "http://127.0.0.1:${port}" }]`);
   try {
     const url = lb.url.replace("http", "ws") + "/";
     const c = new WsClient(url);
