@@ -2,7 +2,7 @@
  * Run by `deno task test` before the suite: makes sure the real tools the tests drive are
  * here (Chromium for the dashboard, promtool for metrics, slowhttptest, nghttp, ss, nginx
  * and HAProxy for the benchmark configs, h2load for its HTTP/2 runs, pebble with its
- * pebble-challtestsrv and openssl for the ACME tests). On a Debian machine as root it
+ * pebble-challtestsrv and openssl for the ACME tests, redis-server for the cluster tests). On a Debian machine as root it
  * installs what is missing with apt-get; elsewhere it names the packages and exits 1, so a
  * test never silently skips a tool.
  */
@@ -18,6 +18,7 @@ const TOOLS: [command: string, pkg: string][] = [
   ["pebble", "pebble"],
   ["pebble-challtestsrv", "pebble"],
   ["openssl", "openssl"],
+  ["redis-server", "redis-server"],
 ];
 
 async function has(cmd: string): Promise<boolean> {
