@@ -11,7 +11,12 @@ import type { ServerPool } from "./balancing/pool.ts";
 import type { Config } from "./config/schema.ts";
 import { Control, restoreAdminStates } from "./control/control.ts";
 import { applyStateFile } from "./control/overlay.ts";
-import { type ConfigLoader, createReloader, type ReloadResult } from "./control/reload.ts";
+import {
+  type ConfigLoader,
+  createReloader,
+  type Reloader,
+  type ReloadResult,
+} from "./control/reload.ts";
 import { readStateFile, resolveStateFilePath } from "./control/state_file.ts";
 import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./log.ts";
 import { createTrafficApp } from "./proxy/handler.ts";
@@ -28,6 +33,9 @@ import { AcmeManager, ChallengeStore } from "./tls/acme.ts";
 import type { PemPair } from "./tls/certificate.ts";
 import { redirectHandler } from "./tls/redirect.ts";
 import { reloadCertificates, startCertificate } from "./tls/serving.ts";
+import { Cluster } from "./cluster/cluster.ts";
+import { clusterRedisUrl } from "./config/cluster.ts";
+import { registerClusterMetrics } from "./admin/metrics_cluster.ts";
 
 export interface LbOptions {
   config: Config;
@@ -47,6 +55,11 @@ export interface LbOptions {
   followStateFile?: boolean;
   /** Share the traffic port with other lb processes (SO_REUSEPORT; `lb serve --workers`). */
   reusePort?: boolean;
+  /**
+   * Join the cluster of `config.cluster` (default true); a --workers worker passes false and
+   * follows its parent, which is the instance's one member.
+   */
+  cluster?: boolean;
 }
 
 export interface Lb {
@@ -69,6 +82,8 @@ export interface Lb {
   readonly redirectUrl?: string;
   /** The certificates the listeners serve. */
   readonly certificates: Certificates;
+  /** This instance's part in a cluster (`cluster.redis`), if it is in one. */
+  readonly cluster?: Cluster;
   /** Where admin API changes are persisted (undefined: nowhere). */
   readonly stateFile?: string;
   readonly metrics: LbMetrics;
@@ -104,6 +119,9 @@ interface Parts {
   websockets: WebSockets;
   /** http-01 challenges the redirect listener answers. */
   challenges: ChallengeStore;
+  /** Applies configs and views one at a time (SIGHUP, --watch, the cluster). */
+  reloader: Reloader;
+  cluster?: Cluster;
 }
 
 export function startLb(opts: LbOptions): Lb {
@@ -129,7 +147,9 @@ export function startLb(opts: LbOptions): Lb {
     throw e;
   }
   for (const p of pools.list) p.start(logger, opts.random);
-  return handle(parts, started);
+  const lb = handle(parts, started);
+  parts.cluster?.start(() => lb.url);
+  return lb;
 }
 
 /**
@@ -259,7 +279,13 @@ function build(opts: LbOptions): Parts {
   for (const a of applied.pools) restoreAdminStates(pools.get(a.pool.name)!, a.adminStates);
   const ready = control.keepStickySecret(applied.stickySecret);
   const challenges = new ChallengeStore();
+  const reloader = createReloader(control, metrics);
+  const cluster = base.cluster && opts.cluster !== false
+    ? joinCluster(base, control, reloader, metrics, logger)
+    : undefined;
   return {
+    reloader,
+    cluster,
     config,
     token,
     stateFile,
@@ -273,6 +299,41 @@ function build(opts: LbOptions): Parts {
     source: opts.configSource,
     websockets,
   };
+}
+
+/**
+ * This instance's part in the cluster: the shared view stands where the state file does
+ * (the state file then mirrors it, for a restart while Redis is away).
+ */
+function joinCluster(
+  config: Config,
+  control: Control,
+  reloader: Reloader,
+  metrics: LbMetrics,
+  logger: Logger,
+): Cluster {
+  const url = clusterRedisUrl(config.cluster!);
+  const startedAt = Date.now();
+  const cluster = new Cluster(config.cluster!, url, {
+    logger,
+    config: () => control.config,
+    running: () => control.overlay(),
+    async apply(why) {
+      await reloader.reload(() => control.config, why);
+      await control.save().catch(() => {}); // logged by save
+    },
+    info: async () => ({ version: denoJson.version, startedAt, requests: await requests(metrics) }),
+  });
+  control.shared = cluster;
+  registerClusterMetrics(metrics.registry, cluster);
+  cluster.onMembers(() => control.notify());
+  return cluster;
+}
+
+/** Requests answered so far (lb_requests_total over every label), for the member list. */
+async function requests(metrics: LbMetrics): Promise<number> {
+  const m = await metrics.registry.getSingleMetric("lb_requests_total")?.get();
+  return m?.values.reduce((n, v) => n + v.value, 0) ?? 0;
 }
 
 function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
@@ -289,6 +350,7 @@ function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
     control: parts.control,
     metrics: parts.metrics,
     token: parts.token,
+    cluster: parts.cluster,
   });
   try {
     const { host, port } = config.admin;
@@ -303,7 +365,7 @@ function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
 /** The running lb as its callers see it, and its shutdown. */
 function handle(parts: Parts, listeners: Listeners): Lb {
   const { config, control, metrics } = parts;
-  const reloader = createReloader(control, metrics);
+  const reloader = parts.reloader;
   let stopping: Promise<boolean> | undefined;
   const { admin } = listeners;
   const shutdown = async (graceMs: number) => {
@@ -317,6 +379,7 @@ function handle(parts: Parts, listeners: Listeners): Lb {
     for (const ws of parts.websockets.open.keys()) ws.close(1001, "lb is shutting down");
     parts.websockets.open.clear();
     parts.websockets.stop();
+    await parts.cluster?.stop();
     control.close();
     parts.certificates.close();
     // The traffic listener had its grace above; what is still in flight there is cut.
@@ -358,6 +421,7 @@ function handle(parts: Parts, listeners: Listeners): Lb {
     adminUrl: admin?.listener.url,
     redirectUrl: listeners.redirect?.url,
     certificates: parts.certificates,
+    cluster: parts.cluster,
     stateFile: parts.stateFile,
     metrics,
     reload: (next, why = "reload") => reload(next, why),

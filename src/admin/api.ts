@@ -17,6 +17,7 @@ import { explain, explainRequestOf } from "../routing/explain.ts";
 import type { PoolRuntime } from "../routing/pool_runtime.ts";
 import { ApiError, errorJson, readJson, validate } from "./json.ts";
 import type { CertificateView, ServerView } from "./server_view.ts";
+import type { ClusterView } from "./cluster_view.ts";
 
 const PatchServer = z.object({
   weight: weightSchema.optional(),
@@ -45,6 +46,8 @@ export interface ApiOptions {
   who: (c: Context) => string;
   /** The listeners' certificates. */
   tls?: () => CertificateView[];
+  /** The cluster this lb is part of (`{enabled: false}` without one). */
+  cluster?: () => ClusterView;
 }
 
 /** Picks the pool a route is about: named in the path, or the only one. */
@@ -57,6 +60,7 @@ export function createApi(opts: ApiOptions): Hono {
   const named: PoolOf = (c) => control.pool(c.req.param("pool")!);
   const only: PoolOf = () => control.onlyPool();
   poolRoutes(api, opts);
+  api.get("/cluster", (c) => c.json(opts.cluster?.() ?? { enabled: false }));
   for (const [prefix, poolOf] of [["/pools/:pool", named], ["", only]] as const) {
     serverRoutes(api, opts, prefix, poolOf);
     strategyRoutes(api, opts, prefix, poolOf);
@@ -74,6 +78,7 @@ export function createApi(opts: ApiOptions): Hono {
     ["/routes", "GET"],
     ["/tls", "GET"],
     ["/explain", "POST"],
+    ["/cluster", "GET"],
   ];
   for (const [path, methods] of allow) {
     const message = `${path} takes ${methods}`;
@@ -89,7 +94,12 @@ export function createApi(opts: ApiOptions): Hono {
 function apiError(err: Error, c: Context): Response {
   if (err instanceof ApiError) return errorJson(c, err.status, err.code, err.message, err.fields);
   if (err instanceof ControlError) {
-    const code = { 400: "bad_request", 404: "not_found", 409: "conflict" }[err.status];
+    const code = {
+      400: "bad_request",
+      404: "not_found",
+      409: "conflict",
+      503: "cluster_unavailable",
+    }[err.status];
     const message = err.field ? `${err.field}: ${err.message}` : err.message;
     return errorJson(
       c,

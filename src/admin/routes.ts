@@ -28,6 +28,8 @@ import { EventHub } from "./events.ts";
 import { errorJson } from "./json.ts";
 import type { LbMetrics } from "./metrics.ts";
 import { certificateViews, serverView, type ViewSources } from "./server_view.ts";
+import type { Cluster } from "../cluster/cluster.ts";
+import { clusterView } from "./cluster_view.ts";
 
 export interface AdminDeps {
   logger: Logger;
@@ -39,6 +41,8 @@ export interface AdminDeps {
   metrics: LbMetrics;
   /** Bearer token for /api, /metrics and /events; undefined: none (loopback only). */
   token?: string;
+  /** The cluster this lb is part of (cluster.redis), if any. */
+  cluster?: Cluster;
   /** Snapshot period of /events (ms). Default 1000. */
   eventsIntervalMs?: number;
 }
@@ -87,7 +91,8 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
   const view = (pool: PoolRuntime, s: Server, now?: number) =>
     serverView(pool.name, s, sources, now);
   const tls = () => certificateViews(deps.certificates);
-  app.route("/api", createApi({ control, view, who: clientOf, tls }));
+  const cluster = () => clusterView(deps.cluster?.status());
+  app.route("/api", createApi({ control, view, who: clientOf, tls, cluster }));
   app.notFound((c) => errorJson(c, 404, "not_found", "no such admin route"));
   app.onError((err, c) => {
     deps.logger.error(`admin: ${err instanceof Error ? err.message : String(err)}`);
@@ -99,8 +104,11 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
 /** `GET /healthz`: the balancer itself, for liveness probes (no token). */
 function health(deps: AdminDeps) {
   const pools = deps.control.pools.list;
+  const cluster = deps.cluster?.status();
   return {
-    status: "ok",
+    // Degraded: serving, but with the last view it had, since the cluster's Redis is away.
+    status: cluster && !cluster.connected ? "degraded" : "ok",
+    ...(cluster && { cluster: { connected: cluster.connected, revision: cluster.revision } }),
     version: deps.version,
     uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
     // The first pool's strategy: the one strategy of a config without pools.

@@ -144,10 +144,15 @@ export const serveCommand: Command = {
     const path = configPath ?? (fromFile ? source : undefined);
     const reload = async () => (await resolveConfig(path, overrides, "serve")).config;
     if (worker !== undefined) {
-      // A worker: no admin listener (the parent has it); follow the parent's state file.
-      config = { ...config, admin: { ...config.admin, enabled: false } };
+      // A worker: no admin listener and no cluster link (the parent has them); follow the
+      // parent's state file.
+      config = { ...config, admin: { ...config.admin, enabled: false }, cluster: undefined };
       return await runLbUntilSignal(config, source, {
-        reload: async () => ({ ...(await reload()), admin: { ...config.admin } }),
+        reload: async () => ({
+          ...(await reload()),
+          admin: { ...config.admin },
+          cluster: undefined,
+        }),
         reusePort: true,
         watchStateFile: true,
       });

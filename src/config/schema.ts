@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { parseCidr } from "../proxy/cidr.ts";
 import { backendSchema } from "./backend.ts";
+import { clusterSection } from "./cluster.ts";
 import { backendListSchema, poolSchema, refineTopology } from "./pools.ts";
 import { nameSchema, routeSchema } from "./routes.ts";
 import { certFilesSchema, listenTlsSchema, upstreamTlsSchema } from "./tls.ts";
@@ -90,6 +91,8 @@ export const ConfigSchema = z.object({
   shutdownTimeout: duration.default("15s"),
   /** How long a WebSocket on a draining or removed server may stay open before lb closes it. */
   drainTimeout: duration.default("5m"),
+  /** Instances sharing one view through Redis (see cluster.ts); without it, lb stands alone. */
+  cluster: clusterSection.optional(),
 }).strict().superRefine(refineTopology).transform((c) =>
   c.pools || c.backends ? c : { ...c, backends: DEMO_BACKENDS.map((b) => backendSchema.parse(b)) }
 );

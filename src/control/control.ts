@@ -14,15 +14,19 @@ import { type PoolConfig, resolvePools } from "../config/pools.ts";
 import type { Config } from "../config/schema.ts";
 import type { HashOptions } from "../config/strategy.ts";
 import type { Logger } from "../log.ts";
+import type { View } from "../cluster/records.ts";
 import { initiallyHealthy, type PoolRuntime } from "../routing/pool_runtime.ts";
 import type { Pools } from "../routing/pools.ts";
 import { Drains } from "./drains.ts";
 import { diffOverlay } from "./overlay.ts";
 import { type StateOverlay, writeStateFile } from "./state_file.ts";
 
-/** A change that cannot be made: `status` says which HTTP answer fits (400, 404, 409). */
+/**
+ * A change that cannot be made: `status` says which HTTP answer fits (400, 404, 409; 503
+ * when the cluster's Redis cannot take it).
+ */
 export class ControlError extends Error {
-  constructor(readonly status: 400 | 404 | 409, message: string, readonly field?: string) {
+  constructor(readonly status: 400 | 404 | 409 | 503, message: string, readonly field?: string) {
     super(message);
   }
 }
@@ -40,6 +44,18 @@ export function restoreAdminStates(
     const s = pool.servers.get(id);
     if (s) pool.servers.setAdminState(s, state, "state file");
   }
+}
+
+/**
+ * The cluster's side of a change (cluster/cluster.ts): `begin` refuses while Redis is away
+ * and returns the view before the change; `publish` writes what the change touched, or
+ * undoes it here and throws.
+ */
+export interface SharedChanges {
+  begin(): View;
+  publish(before: View): Promise<void>;
+  /** The view as a state file overlay over `config` (undefined before the first sync). */
+  overlayFor(config: Config): StateOverlay | undefined;
 }
 
 /** The change was made in memory but the state file could not be written. */
@@ -73,6 +89,8 @@ export class Control {
   config: Config;
   /** Servers removed and draining before they go. */
   readonly drains: Drains;
+  /** Set when lb is part of a cluster: every change is shared through it. */
+  shared?: SharedChanges;
   /** Pools a reload took out, closed once their last request has finished. */
   readonly retiring = new Map<PoolRuntime, ReturnType<typeof setInterval>>();
   #listeners = new Set<() => void>();
@@ -201,7 +219,29 @@ export class Control {
     return this.config.pools ? `${pool.name}: ` : "";
   }
 
-  #done(who: string, action: string, message: string, fields: Record<string, unknown>) {
+  /** Before a change: a 503 while the cluster cannot take changes; the view to diff against. */
+  #begin(): View | undefined {
+    try {
+      return this.shared?.begin();
+    } catch (e) {
+      throw new ControlError(503, (e as Error).message);
+    }
+  }
+
+  async #done(
+    who: string,
+    action: string,
+    message: string,
+    fields: Record<string, unknown>,
+    before: View | undefined,
+  ) {
+    if (before) {
+      try {
+        await this.shared!.publish(before);
+      } catch (e) {
+        throw new ControlError(503, (e as Error).message);
+      }
+    }
     this.logger.event("admin", `${who}: ${message}`, { who, action, ...fields });
     this.notify();
     return this.save();
@@ -211,6 +251,7 @@ export class Control {
 
   /** Adds a server to `pool` (already validated by the API's schema). */
   async addServer(pool: PoolRuntime, spec: BackendInput, who: string): Promise<Server> {
+    const before = this.#begin();
     let s: Server;
     try {
       s = pool.servers.addServer(spec, { healthy: initiallyHealthy(pool.settings) });
@@ -220,7 +261,7 @@ export class Control {
     }
     const message = `${this.#where(pool)}added ${s.id} (${s.url}, weight ${s.weight})`;
     const fields = { pool: pool.name, server: s.id, url: s.url, weight: s.weight };
-    await this.#done(who, "add", message, fields);
+    await this.#done(who, "add", message, fields, before);
     return s;
   }
 
@@ -235,6 +276,7 @@ export class Control {
     if (this.drains.has(s)) {
       throw new ControlError(409, `server "${id}" is being removed; add it again once it is gone`);
     }
+    const before = this.#begin();
     const done: string[] = [];
     if (change.weight !== undefined && change.weight !== s.weight) {
       const from = s.weight;
@@ -251,7 +293,8 @@ export class Control {
     }
     if (done.length) {
       const message = `${this.#where(pool)}${s.id}: ${done.join(", ")}`;
-      await this.#done(who, "update", message, { pool: pool.name, server: s.id, ...change });
+      const fields = { pool: pool.name, server: s.id, ...change };
+      await this.#done(who, "update", message, fields, before);
     }
     return s;
   }
@@ -266,12 +309,13 @@ export class Control {
       await this.save();
       return s;
     }
+    const before = this.#begin();
     this.drains.start(pool, s, `removed by admin (${who})`);
     const message = `${
       this.#where(pool)
     }removing ${s.id}: draining ${s.inflight} in-flight requests`;
     const fields = { pool: pool.name, server: s.id, inflight: s.inflight };
-    await this.#done(who, "remove", message, fields);
+    await this.#done(who, "remove", message, fields, before);
     return s;
   }
 
@@ -285,13 +329,15 @@ export class Control {
     const { balancer } = pool;
     const from = balancer.strategy.name;
     const options = { ...balancer.options, hash: { ...this.strategy(pool).options, ...hash } };
+    const before = this.#begin();
     try {
       balancer.setStrategy(name, options);
     } catch (e) {
       throw new ControlError(400, (e as Error).message, "name");
     }
     const fields = { pool: pool.name, from, to: name, hash: options.hash };
-    await this.#done(who, "strategy", `${this.#where(pool)}strategy ${from} → ${name}`, fields);
+    const message = `${this.#where(pool)}strategy ${from} → ${name}`;
+    await this.#done(who, "strategy", message, fields, before);
   }
 
   /**

@@ -50,6 +50,7 @@ const RESTART_ONLY = [
   "log",
   "shutdownTimeout",
   "drainTimeout",
+  "cluster",
 ] as const;
 
 /** A running pool's settings that a reload cannot change (the pool's parts are built from them). */
@@ -102,7 +103,9 @@ async function load(
 > {
   try {
     const base = typeof from === "function" ? await from() : from;
-    const overlay = control.stateFile ? readStateFile(control.stateFile) : undefined;
+    // In a cluster, the shared view (once read from Redis) stands where the state file does.
+    const overlay = control.shared?.overlayFor(base) ??
+      (control.stateFile ? readStateFile(control.stateFile) : undefined);
     const tls = readUpstreamTls(base, control.configSource);
     return { base, applied: applyStateFile(base, overlay), tls };
   } catch (e) {

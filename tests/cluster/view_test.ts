@@ -1,0 +1,72 @@
+/**
+ * Several lb instances sharing one view through a real redis-server: a change through any
+ * instance's admin API reaches the others (the time it takes is printed), added and removed
+ * servers and strategy switches included.
+ */
+import assert from "node:assert/strict";
+import { call, until } from "../_stack.ts";
+import { serverOf, startCluster, untilConnected } from "./_cluster.ts";
+
+Deno.test("a change through one instance's API reaches the other two", async () => {
+  const rig = await startCluster(3);
+  try {
+    const [a, b, c] = rig.instances;
+    await untilConnected(rig.instances);
+    const t0 = performance.now();
+    const r = await call(a.admin, "PATCH", "/api/servers/backend-2", {
+      weight: 7,
+      state: "draining",
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    for (const i of [b, c]) {
+      await until(async () => (await serverOf(i, "backend-2"))?.weight === 7, "the weight", 5000);
+    }
+    console.log(
+      `weight and drain reached 2 instances in ${(performance.now() - t0).toFixed(0)} ms`,
+    );
+    assert.equal((await serverOf(c, "backend-2")).state, "draining");
+
+    const added = await call(b.admin, "POST", "/api/servers", {
+      url: "http://127.0.0.1:1",
+      name: "extra",
+      weight: 3,
+    });
+    assert.equal(added.status, 201, JSON.stringify(added.json));
+    for (const i of [a, c]) {
+      await until(async () => (await serverOf(i, "extra"))?.weight === 3, "the new server", 5000);
+    }
+    const gone = await call(c.admin, "DELETE", "/api/servers/backend-1");
+    assert.equal(gone.status, 202, JSON.stringify(gone.json));
+    for (const i of [a, b]) {
+      await until(async () => !(await serverOf(i, "backend-1")), "backend-1 to go", 5000);
+    }
+    const s = await call(a.admin, "PUT", "/api/strategy", { name: "least-conn" });
+    assert.equal(s.status, 200, JSON.stringify(s.json));
+    for (const i of [b, c]) {
+      await until(
+        async () => (await call(i.admin, "GET", "/api/strategy")).json.name === "least-conn",
+        "the strategy",
+        5000,
+      );
+    }
+    // Every instance's state file mirrors the view (a restart without Redis starts from it).
+    for (const i of rig.instances) {
+      const state = JSON.parse(await Deno.readTextFile(i.stateFile));
+      await until(
+        async () => {
+          const st = JSON.parse(await Deno.readTextFile(i.stateFile));
+          return st.pools.default?.strategy?.name === "least-conn";
+        },
+        "the state file",
+        5000,
+      );
+      assert.ok(state.pools.default);
+    }
+    const view = await call(b.admin, "GET", "/api/cluster");
+    assert.equal(view.json.enabled, true);
+    assert.equal(view.json.members.length, 3);
+    assert.ok(view.json.revision >= 5, JSON.stringify(view.json));
+  } finally {
+    await rig.close();
+  }
+});
