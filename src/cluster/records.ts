@@ -27,10 +27,9 @@ import type { Config } from "../config/schema.ts";
 import { hashOptionsSchema, strategyNameSchema } from "../config/strategy.ts";
 import type { PoolOverlay, StateOverlay } from "../control/state_file.ts";
 
-const serverRecord = z.union([
-  z.object({ removed: z.literal(true) }).strict(),
-  backendSchema.extend({ state: adminStateSchema }).strict(),
-]);
+const removedRecord = z.object({ removed: z.literal(true) }).strict();
+const liveRecord = backendSchema.extend({ state: adminStateSchema }).strict();
+const serverRecord = z.union([removedRecord, liveRecord]);
 const strategyRecord = z.object({ name: strategyNameSchema, hash: hashOptionsSchema.optional() })
   .strict();
 
@@ -86,10 +85,14 @@ export function parseEntry(field: string, raw: string): ViewEntry | { problem: s
   const f = fieldSchema.safeParse(key);
   if (!f.success) return { problem: `field ${field}: not a field lb writes` };
   const [pool, kind, id] = f.data;
-  const checked = (r: z.SafeParseReturnType<unknown, unknown>) =>
-    r.success ? undefined : `field ${field}: ${r.error.issues[0].message}`;
+  const checked = (r: z.SafeParseReturnType<unknown, unknown>) => {
+    if (r.success) return undefined;
+    const { path, message } = r.error.issues[0];
+    return `field ${field}: ${path.length ? `${path.join(".")}: ` : ""}${message}`;
+  };
   if (kind === "server") {
-    const r = serverRecord.safeParse(value);
+    const removal = typeof value === "object" && value !== null && "removed" in value;
+    const r = (removal ? removedRecord : liveRecord).safeParse(value);
     return r.success ? { kind, pool, id: id!, value: r.data } : { problem: checked(r)! };
   }
   if (kind === "strategy") {
