@@ -202,6 +202,9 @@ export class Cluster implements ClusterLink {
     const after = viewOfOverlay(config, this.#host.running());
     const writes = diffViews(config, before, after);
     if (!writes.length) return;
+    // Pending until Redis answers, so a view applied meanwhile does not undo the change here.
+    const mine = { rev: Infinity };
+    for (const [field] of writes) this.#pending.set(field, { ...mine, entry: after.get(field) });
     let r: { epoch: string; rev: number } | undefined;
     let why = "Redis holds no view";
     try {
@@ -212,12 +215,16 @@ export class Cluster implements ClusterLink {
       why = (e as Error).message;
       this.counts.errors++;
     }
-    if (!r || r.epoch !== this.#epoch) {
-      this.#resync(`a write found ${r ? "a new view" : why}`);
-      await this.#host.apply(`undo: Redis did not take the change (${why})`);
-      throw new ClusterUnavailable(`Redis did not take the change (${why}); it was undone here`);
+    for (const [field] of writes) {
+      if (this.#pending.get(field)?.rev !== Infinity) continue; // a later write of the field
+      if (r) this.#pending.set(field, { rev: r.rev, entry: after.get(field) });
+      else this.#pending.delete(field);
     }
-    for (const [field] of writes) this.#pending.set(field, { rev: r.rev, entry: after.get(field) });
+    if (r && r.epoch === this.#epoch) return;
+    this.#resync(`a write found ${r ? "a new view" : why}`);
+    if (r) return; // taken by a view seeded since: the resync brings it back
+    await this.#host.apply(`undo: Redis did not take the change (${why})`);
+    throw new ClusterUnavailable(`Redis did not take the change (${why}); it was undone here`);
   }
 
   /** Leaves the member list, stops following and closes both connections. */

@@ -70,3 +70,32 @@ Deno.test("a change through one instance's API reaches the other two", async () 
     await rig.close();
   }
 });
+
+Deno.test("changes to different servers made at the same moment on two instances both survive", async () => {
+  const rig = await startCluster(2, { backends: 3 });
+  try {
+    const [a, b] = rig.instances;
+    await untilConnected(rig.instances);
+    const rounds = 10;
+    for (let n = 1; n <= rounds; n++) {
+      const [ra, rb] = await Promise.all([
+        call(a.admin, "PATCH", "/api/servers/backend-1", { weight: n }),
+        call(b.admin, "PATCH", "/api/servers/backend-2", { weight: n + 100 }),
+      ]);
+      assert.equal(ra.status, 200);
+      assert.equal(rb.status, 200);
+    }
+    for (const i of rig.instances) {
+      await until(
+        async () => {
+          const [s1, s2] = [await serverOf(i, "backend-1"), await serverOf(i, "backend-2")];
+          return s1.weight === rounds && s2.weight === rounds + 100;
+        },
+        "both last writes everywhere",
+        5000,
+      );
+    }
+  } finally {
+    await rig.close();
+  }
+});

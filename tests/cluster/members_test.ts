@@ -1,0 +1,111 @@
+/**
+ * Members: real `lb serve` processes register with heartbeat keys; /api/cluster lists them
+ * with version, uptime and request rate; one killed with SIGKILL disappears after its TTL.
+ * An instance started while Redis is down serves with its state file and joins later.
+ */
+import assert from "node:assert/strict";
+import { startDemoBackend } from "../../backends/demo.ts";
+import { startRedis } from "../_redis.ts";
+import { startLbProcess } from "../_serve.ts";
+import { call, until } from "../_stack.ts";
+import { lb } from "../cli/_cli.ts";
+
+function yaml(redis: string, backend: string, instance: string): string {
+  return `backends:
+  - { url: "${backend}", name: only }
+cluster: { redis: "${redis}", name: m, instance: ${instance}, heartbeat: 200ms, memberTtl: 1s }`;
+}
+
+Deno.test("members: listed with version, uptime and rate; a killed one disappears after its TTL", async () => {
+  const redis = await startRedis();
+  const backend = await startDemoBackend({ port: 0, index: 1 });
+  const one = await startLbProcess(yaml(redis.url, backend.url, "one"));
+  const two = await startLbProcess(yaml(redis.url, backend.url, "two"));
+  try {
+    for (let i = 0; i < 30; i++) await (await fetch(two.url + "/")).body?.cancel();
+    const listed = await until(
+      async () => {
+        const r = await call(one.admin, "GET", "/api/cluster");
+        const m = r.json.members as { id: string; requestRate: number }[];
+        return m.length === 2 && m.find((x) => x.id === "two")!.requestRate > 0 && r.json;
+      },
+      "both members, two with a request rate",
+      10_000,
+    );
+    assert.deepEqual(listed.members.map((m: { id: string }) => m.id), ["one", "two"]);
+    const me = listed.members.find((m: { self: boolean }) => m.self);
+    assert.equal(me.id, "one");
+    assert.match(me.version, /^\d+\.\d+\.\d+/);
+    assert.ok(me.uptimeSeconds >= 0 && me.pid > 0 && me.url.startsWith("http://127.0.0.1:"));
+    assert.equal(listed.members.find((m: { id: string }) => m.id === "two").requests, 30);
+    two.kill("SIGKILL");
+    const t0 = Date.now();
+    await until(
+      async () => {
+        const r = await call(one.admin, "GET", "/api/cluster");
+        return r.json.members.length === 1;
+      },
+      "the killed member to disappear",
+      10_000,
+    );
+    console.log(`a SIGKILLed member left the list after ${Date.now() - t0} ms (TTL 1 s)`);
+    const metrics = await (await fetch(`${one.admin}/metrics`)).text();
+    assert.match(metrics, /^lb_cluster_members 1$/m);
+  } finally {
+    await two.stop();
+    await one.close();
+    await backend.close();
+    await redis.close();
+  }
+});
+
+Deno.test("an instance started while Redis is down serves with its state file, then joins", async () => {
+  const redis = await startRedis();
+  const backend = await startDemoBackend({ port: 0, index: 1 });
+  await redis.stop();
+  const dir = await Deno.makeTempDir({ prefix: "lb_cluster_" });
+  await Deno.writeTextFile(
+    `${dir}/lb.state.json`,
+    JSON.stringify({ version: 2, pools: { default: { changed: { only: { weight: 4 } } } } }),
+  );
+  const one = await startLbProcess(yaml(redis.url, backend.url, "one"), { dir });
+  try {
+    assert.equal((await (await fetch(one.url + "/")).json()).backend, "backend-1");
+    const health = await call(one.admin, "GET", "/healthz");
+    assert.equal(health.json.status, "degraded");
+    assert.equal((await call(one.admin, "GET", "/api/servers/only")).json.weight, 4);
+    await redis.start();
+    await until(
+      async () => (await call(one.admin, "GET", "/healthz")).json.status === "ok",
+      "ok",
+      10_000,
+    );
+    const seeded = await redis.cli("HGET", "lb:{m}:view", '["default","server","only"]');
+    assert.match(seeded, /"weight":4/);
+  } finally {
+    await one.close();
+    await Deno.remove(dir, { recursive: true });
+    await backend.close();
+    await redis.close();
+  }
+});
+
+Deno.test("a cluster without a Redis URL is refused at start with one line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/lb.yaml`,
+      "cluster: { name: x }\nadmin: { port: 0 }\nlisten: { port: 0 }\n",
+    );
+    const r = await lb(["serve", "--config", `${dir}/lb.yaml`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cluster\.redis is not set and LB_CLUSTER_REDIS is empty/);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    await Deno.writeTextFile(`${dir}/lb.yaml`, "cluster: { redis: 'http://x:1' }\n");
+    const bad = await lb(["check", "--config", `${dir}/lb.yaml`]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /cluster\.redis.*redis:\/\/ or rediss:\/\//);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
