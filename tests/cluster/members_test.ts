@@ -109,3 +109,42 @@ Deno.test("a cluster without a Redis URL is refused at start with one line", asy
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("LB_CLUSTER_REDIS carries a password that lb.yaml need not hold; a wrong one is a clear error", async () => {
+  const redis = await startRedis({ password: "s3cret-pass" });
+  const backend = await startDemoBackend({ port: 0, index: 1 });
+  const body =
+    `backends: [{ url: "${backend.url}" }]\ncluster: { name: pw, heartbeat: 200ms, memberTtl: 1s }`;
+  Deno.env.set("LB_CLUSTER_REDIS", `redis://:s3cret-pass@127.0.0.1:${redis.port}/0`);
+  let one;
+  try {
+    one = await startLbProcess(body);
+    await until(
+      async () => (await call(one!.admin, "GET", "/api/cluster")).json.connected,
+      "join",
+      10_000,
+    );
+    Deno.env.set("LB_CLUSTER_REDIS", `redis://:wrong@127.0.0.1:${redis.port}/0`);
+    const two = await startLbProcess(body);
+    try {
+      const c = await until(
+        async () => {
+          const r = await call(two.admin, "GET", "/api/cluster");
+          return r.json.lastError && r.json;
+        },
+        "an error",
+        10_000,
+      );
+      assert.equal(c.connected, false);
+      assert.match(c.lastError, /WRONGPASS|invalid username-password/i);
+      assert.ok(!JSON.stringify(two.lines).includes("s3cret-pass"), "the password is never logged");
+    } finally {
+      await two.close();
+    }
+  } finally {
+    Deno.env.delete("LB_CLUSTER_REDIS");
+    await one?.close();
+    await backend.close();
+    await redis.close();
+  }
+});

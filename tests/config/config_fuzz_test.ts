@@ -113,6 +113,22 @@ const BROKEN: [string, string, RegExp][] = [
     /./,
   ],
   ["a merge key", "<<: { listen: { port: 1 } }", /unknown key "<<"/],
+  [
+    "a cluster Redis URL over http",
+    "cluster: { redis: 'http://127.0.0.1:6379' }",
+    /cluster\.redis/,
+  ],
+  ["a cluster Redis URL with a path", "cluster: { redis: 'redis://h:1/x/y' }", /database number/],
+  [
+    "a member TTL shorter than the heartbeat",
+    "cluster: { redis: 'redis://h:1', heartbeat: 5s, memberTtl: 2s }",
+    /cluster\.memberTtl.*longer than heartbeat/,
+  ],
+  [
+    "a cluster name with a brace",
+    "cluster: { redis: 'redis://h:1', name: 'a}b' }",
+    /cluster\.name/,
+  ],
   ["__proto__", "__proto__: { admin: { enabled: false } }", /unknown key "__proto__"/],
   ["a custom tag", "listen: !!js/function 'function () {}'", /listen/],
   [
