@@ -144,6 +144,17 @@ Deno.test("lb.yaml's commented pools and routes example is a valid config", () =
   assert.equal(c.routes![1].rateLimit!.burst, 200);
 });
 
+Deno.test("lb.yaml's commented cluster example is a valid config", () => {
+  const lines = DEFAULT_CONFIG_YAML.split("\n");
+  const start = lines.indexOf("# cluster:");
+  const end = lines.findIndex((l, i) => i > start && !l.startsWith("#"));
+  const example = lines.slice(start, end < 0 ? undefined : end).map((l) => l.replace(/^# ?/, ""))
+    .join("\n");
+  const c = parseConfig(example, "lb.yaml example");
+  assert.equal(c.cluster!.name, "prod");
+  assert.equal(c.cluster!.memberTtl, 6000);
+});
+
 Deno.test("a YAML error names the line where an unclosed [, { or quote opened, not where the parser gave up", () => {
   const cases: [string, RegExp][] = [
     ["listen:\n  port: 0\nbackends: [ {url: x}\nstrategy: p2c\n", /^line 3, column 11: .*\]/],
