@@ -19,6 +19,8 @@ import {
   type ViewSources,
 } from "./server_view.ts";
 
+import type { ClusterView } from "./cluster_view.ts";
+
 export interface Snapshot {
   time: number;
   version: string;
@@ -35,6 +37,8 @@ export interface Snapshot {
    * knows when to fetch `/api/routes` again instead of polling it. Counts from 1 per lb.
    */
   routesVersion: number;
+  /** The cluster this lb is part of (`{enabled: false}` without one). */
+  cluster: ClusterView;
 }
 
 export interface PoolSummary {
@@ -65,6 +69,8 @@ export interface EventHubOptions {
   sources?: ViewSources;
   /** The listeners' certificates. */
   tls?: () => CertificateView[];
+  /** The cluster and its members. */
+  cluster?: () => ClusterView;
 }
 
 const enc = new TextEncoder();
@@ -147,6 +153,7 @@ export class EventHub {
       })),
       tls: this.#opts.tls?.() ?? [],
       routesVersion: this.#routesVersionNow(),
+      cluster: this.#opts.cluster?.() ?? { enabled: false },
     };
   }
 

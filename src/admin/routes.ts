@@ -68,7 +68,9 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
     removing: (s) => control.drains.has(s),
     responses5xx: (pool, s) => metrics.responses5xx(pool, s.id),
   };
+  const cluster = () => clusterView(deps.cluster?.status());
   const events = new EventHub({
+    cluster,
     control,
     version: deps.version,
     startedAt: deps.startedAt,
@@ -91,7 +93,6 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
   const view = (pool: PoolRuntime, s: Server, now?: number) =>
     serverView(pool.name, s, sources, now);
   const tls = () => certificateViews(deps.certificates);
-  const cluster = () => clusterView(deps.cluster?.status());
   app.route("/api", createApi({ control, view, who: clientOf, tls, cluster }));
   app.notFound((c) => errorJson(c, 404, "not_found", "no such admin route"));
   app.onError((err, c) => {

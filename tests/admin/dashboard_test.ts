@@ -8,53 +8,13 @@
 // The tests poke at JSON answers field by field.
 // deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { assertChromium, launch, openPage } from "./_browser.ts";
 import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
 import { validateConfig } from "../../src/config/load.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
 import { testConfig, until } from "../_stack.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-
-async function assertChromium(): Promise<void> {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch {
-    throw new Error(
-      `Chromium is not installed at ${CHROMIUM}: install the Debian package "chromium" (.ci/run does)`,
-    );
-  }
-}
-
-function launch(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-}
-
-/** A page that collects its script errors and console errors into `problems`. */
-async function openPage(browser: Browser, url: string) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  const problems: string[] = [];
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console error: ${m.text()}`);
-  });
-  await page.goto(url);
-  return { context, page, problems };
-}
 
 /** How many samples the `history` event of a fresh /events stream holds. */
 async function historyLength(adminUrl: string): Promise<number> {

@@ -232,6 +232,7 @@ function onSnapshot(snap) {
   renderStats(snap);
   renderChart();
   renderTls(snap.tls || []);
+  renderCluster(snap.cluster || { enabled: false });
   if (snap.routesVersion !== routesVersion) loadRoutes(snap.routesVersion);
   showRoutes();
 }
@@ -638,6 +639,33 @@ function renderTls(certs) {
       el("td", "", c.names.join(", ")),
       el("td", "muted", c.issuer),
       expires,
+    );
+    tbody.append(tr);
+  });
+}
+
+/** The cluster's members (cluster.redis); the card stays hidden for an lb on its own. */
+function renderCluster(c) {
+  $("#cluster-card").hidden = !c.enabled;
+  if (!c.enabled) return;
+  $("#cluster-name").textContent = c.name + " · revision " + c.revision;
+  const state = $("#cluster-state");
+  state.textContent = c.connected
+    ? c.members.length + " instances"
+    : "Redis unreachable: serving with the last view, changes refused";
+  state.className = "small" + (c.connected ? " muted" : " warn");
+  const tbody = $("#cluster tbody");
+  tbody.replaceChildren();
+  c.members.forEach(function (m) {
+    const tr = el("tr");
+    tr.dataset.member = m.id;
+    tr.append(
+      el("td", "", m.id + (m.self ? " (this one)" : "")),
+      el("td", "muted", m.url),
+      el("td", "muted", m.version),
+      el("td", "r num", uptime(m.uptimeSeconds)),
+      el("td", "r num", String(m.requestRate)),
+      el("td", "r num", String(m.revision)),
     );
     tbody.append(tr);
   });
