@@ -22,7 +22,8 @@ export function makePool(
 }
 
 export function serverUrl(i: number): string {
-  return `http://10.0.${i >> 8}.${(i & 255) + 1}:80`;
+  const n = i + 1;
+  return `http://10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}:80`;
 }
 
 /** A pick context at NOW with a seeded generator and a fixed key. */
