@@ -52,6 +52,9 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Redi
         "",
         "--appendonly",
         "no",
+        // For DEBUG SLEEP (a Redis that stops answering for a while).
+        "--enable-debug-command",
+        "yes",
         "--dir",
         dir,
         ...(opts.password ? ["--requirepass", opts.password] : []),

@@ -58,6 +58,12 @@ export class ClusterUnavailable extends Error {}
 
 /** How long one command may take before it counts as failed (XREAD waits longer). */
 const COMMAND_TIMEOUT_MS = 1000;
+/**
+ * A change's script refuses to run this long after it was sent (by Redis's clock), so a
+ * write that timed out here, and was undone, cannot land late: the rest of the command
+ * timeout is left for the answer's way back.
+ */
+const WRITE_DEADLINE_MS = 800;
 const FOLLOW_BLOCK_MS = 2000;
 
 export interface ClusterStatus {
@@ -96,6 +102,8 @@ export class Cluster implements ClusterLink {
   #chain: Promise<void> = Promise.resolve();
   #beat: ReturnType<typeof setInterval> | undefined;
   #lastBeat = { at: Date.now(), requests: 0 };
+  /** Redis's clock minus this machine's, from the last heartbeat. */
+  #clockOffset = 0;
   #listeners = new Set<(members: readonly string[]) => void>();
   #following: Promise<void> = Promise.resolve();
   /** Counters for the metrics: views applied, Redis errors. */
@@ -210,7 +218,10 @@ export class Cluster implements ClusterLink {
     try {
       const redis = this.redis();
       if (!redis) throw new Error("not connected");
-      r = await this.store.write(redis, writes);
+      const deadline = Date.now() + this.#clockOffset + WRITE_DEADLINE_MS;
+      const answer = await this.store.write(redis, writes, deadline);
+      if (answer === "late") throw new Error(`Redis ran it more than ${WRITE_DEADLINE_MS}ms late`);
+      r = answer;
     } catch (e) {
       why = (e as Error).message;
       this.counts.errors++;
@@ -402,6 +413,7 @@ export class Cluster implements ClusterLink {
         revision: this.#rev,
       });
       if (changed) this.#emitMembers();
+      this.#clockOffset = await this.store.clockOffset(redis);
       const epoch = await redis.hget(this.store.viewKey, "#epoch");
       if (epoch !== this.#epoch) this.#resync("the view in Redis was replaced");
     } catch (e) {

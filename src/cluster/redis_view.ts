@@ -19,16 +19,25 @@ import type { Redis } from "ioredis";
 /** Entries kept in the change stream (approximately; readers that fall behind resync). */
 const STREAM_LENGTH = 10_000;
 
-/** KEYS: view, changes. ARGV: field, value, … ("" deletes). Returns {epoch, rev} or {}. */
+/**
+ * KEYS: view, changes. ARGV: deadline (ms, Redis's clock), then field, value, … ("" deletes).
+ * Returns {epoch, rev}; {} when Redis holds no view; {"late"} when it runs after the deadline,
+ * so a write whose caller has given up on it (and undone it) never lands later.
+ */
 const WRITE = `
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then
+  return {'late'}
+end
 local epoch = redis.call('HGET', KEYS[1], '#epoch')
 if not epoch then return {} end
 local rev = redis.call('HINCRBY', KEYS[1], '#rev', 1)
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
   else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ${STREAM_LENGTH}, '*', 'rev', rev, 'epoch', epoch, unpack(ARGV))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ${STREAM_LENGTH}, '*', 'rev', rev, 'epoch', epoch,
+  unpack(ARGV, 2))
 return {epoch, rev}
 `;
 
@@ -101,20 +110,28 @@ export class RedisView {
     return r === 1;
   }
 
-  /** Writes `fields`; the new {epoch, rev}, or undefined when Redis holds no view. */
+  /**
+   * Writes `fields` unless Redis runs the script after `deadline` (epoch ms on Redis's
+   * clock): the new {epoch, rev}, "late", or undefined when Redis holds no view.
+   */
   async write(
     redis: Redis,
     fields: [string, string][],
-  ): Promise<{ epoch: string; rev: number } | undefined> {
-    const r = await redis.eval(
-      WRITE,
-      2,
-      this.viewKey,
-      this.streamKey,
-      ...fields.flat(),
-    ) as unknown[];
+    deadline: number,
+  ): Promise<{ epoch: string; rev: number } | "late" | undefined> {
+    const args = [String(Math.floor(deadline)), ...fields.flat()];
+    const r = await redis.eval(WRITE, 2, this.viewKey, this.streamKey, ...args) as unknown[];
+    if (Array.isArray(r) && r[0] === "late") return "late";
     if (!Array.isArray(r) || r.length !== 2) return undefined;
     return { epoch: String(r[0]), rev: Number(r[1]) };
+  }
+
+  /** Redis's clock minus this machine's (ms), measured around one TIME command. */
+  async clockOffset(redis: Redis): Promise<number> {
+    const before = Date.now();
+    const [s, us] = await redis.time();
+    const after = Date.now();
+    return Number(s) * 1000 + Number(us) / 1000 - (before + after) / 2;
   }
 
   /**

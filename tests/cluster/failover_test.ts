@@ -136,3 +136,40 @@ Deno.test("values in Redis that lb would not write are skipped; the rest still a
     await rig.close();
   }
 });
+
+Deno.test("a slow Redis: requests never wait for it; a change it cannot take in time is undone with 503", async () => {
+  const rig = await startCluster(2);
+  const [a, b] = rig.instances;
+  const stop = new AbortController();
+  try {
+    await untilConnected(rig.instances);
+    const running = load([a.url, b.url], stop.signal);
+    // Redis stops answering anyone for 2.5 s (DEBUG SLEEP blocks its only thread).
+    const sleeping = rig.redis.cli("DEBUG", "SLEEP", "2.5");
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    const r = await call(a.admin, "PATCH", "/api/servers/backend-2", { weight: 5 });
+    assert.equal(r.status, 503, JSON.stringify(r.json));
+    assert.match(r.json.error.message, /Redis did not take the change .*undone/);
+    assert.ok(Date.now() - t0 < 2400, "the API answered before Redis woke up");
+    assert.equal((await serverOf(a, "backend-2")).weight, 1, "undone here");
+    await sleeping;
+    await until(
+      async () => (await call(a.admin, "GET", "/healthz")).json.status === "ok",
+      "ok",
+      10_000,
+    );
+    stop.abort();
+    const counts = await running;
+    assert.equal(counts.failed, 0);
+    assert.equal(counts.statuses.size, 0, `only 200s: ${[...counts.statuses]}`);
+    // Nothing of the refused change reached the other instance either.
+    assert.equal((await serverOf(b, "backend-2")).weight, 1);
+    const ok = await call(a.admin, "PATCH", "/api/servers/backend-2", { weight: 5 });
+    assert.equal(ok.status, 200, JSON.stringify(ok.json));
+    await until(async () => (await serverOf(b, "backend-2"))?.weight === 5, "convergence", 5000);
+  } finally {
+    stop.abort();
+    await rig.close();
+  }
+});
