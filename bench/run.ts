@@ -42,6 +42,7 @@ import {
 } from "./_report.ts";
 import { H2_STREAMS, negotiatedLine, startTlsTargets, TLS_KINDS, type TlsKind } from "./_tls.ts";
 import { haveWrk, runWrk, type WrkResult } from "./_wrk.ts";
+import { plotSvg } from "./_plot.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const RESULTS = `${ROOT}/bench/results`;
@@ -897,7 +898,8 @@ async function main(argv: string[]): Promise<number> {
     const path = `${RESULTS}/bench-${stamp}.json`;
     await Deno.writeTextFile(path, text);
     await Deno.writeTextFile(`${RESULTS}/latest.json`, text);
-    console.log(`\nresults: ${path} (also bench/results/latest.json)`);
+    await Deno.writeTextFile(`${RESULTS}/bench.svg`, plotSvg(results, line));
+    console.log(`\nresults: ${path} (also bench/results/latest.json, and bench.svg: the plot)`);
     return 0;
   } catch (e) {
     if (e instanceof ClosedError || procs.closed) return 130;

@@ -573,3 +573,41 @@ Deno.test("the WebSocket target compares lb's messages per second with nginx's, 
   assert.match(lines[1], /lb round-robin\s+28,000 msg\/s\s+p50 13\.00ms\s+p99 500\.00ms/);
   assert.match(lines[2], /1,000 idle WebSockets: RSS 126 MB \(100 MB before; 25\.0 KiB each\)/);
 });
+
+Deno.test("the benchmark's plot has a req/s bar and a p99 bar per plain-HTTP target, and nothing else", async () => {
+  const { plotSvg } = await import("../bench/_plot.ts");
+  const round = (requestsPerSec: number, p99: number) => ({
+    requestsPerSec,
+    p50: p99 / 3,
+    p75: p99 / 2,
+    p90: p99 / 1.5,
+    p99,
+    requests: requestsPerSec * 5,
+    seconds: 5,
+    errors: 0,
+    non2xx: 0,
+  });
+  const target = (id: string, label: string, rps: number, p99: number, kind?: TlsKind) => ({
+    id,
+    label,
+    kind,
+    rounds: [round(rps, p99)],
+    median: { requestsPerSec: rps, p50: p99 / 3, p99, errors: 0 },
+  });
+  const svg = plotSvg([
+    target("nginx", "nginx (1 worker)", 30000, 4),
+    target("lean", "lean <fetch>", 12000, 12),
+    target("lb:round-robin", "lb round-robin", 20000, 6),
+    target("lb:tls/keepalive", "lb https", 9000, 9, "keepalive" as TlsKind),
+    { id: "haproxy", label: "HAProxy", skipped: "not installed", rounds: [] },
+  ], "machine: test & co");
+  assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.equal(svg.match(/<rect /g)!.length, 1 + 3 * 2, "a background and two bars per target");
+  assert.match(svg, /lean &lt;fetch&gt;/);
+  assert.match(svg, /machine: test &amp; co/);
+  assert.match(svg, />30,000</);
+  assert.ok(!svg.includes(">lb https<") && !svg.includes(">HAProxy<"));
+  // nginx has the longest req/s bar (300 px), lb's is two thirds of it.
+  assert.match(svg, /width="300\.0" height="14" fill="#9ca3af"/);
+  assert.match(svg, /width="200\.0" height="14" fill="#2563eb"/);
+});
