@@ -11,6 +11,11 @@
  * A check never overlaps the previous one for the same server: the next is scheduled only
  * once the previous has finished.
  *
+ * In a cluster a {@link HealthShare} (cluster/health_share.ts) splits the work: this loop
+ * checks only the servers the share says it should (those this instance owns, and those
+ * whose owner's result is missing), hands it each result to publish, and records the
+ * results other instances published, which the share reads, as checks of its own.
+ *
  * @example
  * ```ts
  * const checks = startHealthChecks(pool, config.health, logger);
@@ -30,6 +35,34 @@ export interface HealthCheckOptions {
   random?: () => number;
   /** Opens each check's connection: the pool's current TLS settings. Default: no files. */
   connector?: () => Connector;
+  /** Shares checks with other instances; default: this instance checks every server. */
+  share?: HealthShare;
+}
+
+/**
+ * Health checks shared by a cluster: each server is checked by one instance, which
+ * publishes its results; the others record those. Implemented in cluster/health_share.ts.
+ */
+export interface HealthShare {
+  /** Called once as the loop starts: the share records others' results through `feed`. */
+  start(feed: HealthFeed): void;
+  /** Whether this instance checks `s` itself now (asked before each of its checks). */
+  checks(s: Server): boolean;
+  /** A check this instance made of `s` (published when it owns `s`). */
+  publish(s: Server, r: CheckResult): void;
+  /** Stops reading and publishing; resolves once nothing is in flight. */
+  stop(): Promise<void>;
+}
+
+/** What the health loop gives its {@link HealthShare}. */
+export interface HealthFeed {
+  /** The pool's `health.interval` and `health.timeout` (ms). */
+  interval: number;
+  timeout: number;
+  /** The pool's servers now. */
+  servers(): readonly Server[];
+  /** Records a result another instance published, as one check (rise/fall apply). */
+  record(s: Server, r: CheckResult): void;
 }
 
 export interface HealthChecks {
@@ -131,7 +164,14 @@ export function startHealthChecks(
 ): HealthChecks {
   if (!cfg.enabled) return { stop: () => Promise.resolve() };
   const connector = opts.connector ?? (() => NO_FILES);
-  const loop = new HealthLoop(pool, cfg, logger, opts.random ?? Math.random, connector);
+  const { share } = opts;
+  const loop = new HealthLoop(pool, cfg, logger, opts.random ?? Math.random, connector, share);
+  share?.start({
+    interval: cfg.interval,
+    timeout: cfg.timeout,
+    servers: () => pool.servers,
+    record: (s, r) => loop.record(s, r),
+  });
   for (const s of pool.servers) loop.start(s);
   const unsubscribe = pool.subscribe((e) => {
     if (e.type === "membership") loop.sync();
@@ -140,7 +180,7 @@ export function startHealthChecks(
   return {
     stop() {
       unsubscribe();
-      return stopping ??= loop.stopAll();
+      return stopping ??= Promise.all([loop.stopAll(), share?.stop()]).then(() => {});
     },
   };
 }
@@ -157,6 +197,7 @@ class HealthLoop {
     readonly logger: Logger,
     readonly random: () => number,
     readonly connector: () => Connector,
+    readonly share: HealthShare | undefined,
   ) {}
 
   /**
@@ -199,14 +240,29 @@ class HealthLoop {
     }, ms);
   }
 
-  async #run(s: Server, c: Checker): Promise<void> {
+  /** Records a check's result (this loop's or, through the share, another instance's). */
+  record(s: Server, r: CheckResult): void {
+    if (s.removed) return;
     const { cfg } = this;
     try {
-      const r = await checkOnce(s, cfg, c.abort.signal, this.connector());
-      if (c.stopped) return;
       this.pool.recordHealth(s, r.ok, r.detail, cfg.rise, cfg.fall);
     } catch (e) {
       // recordHealth runs listeners; one that throws must not end this server's checks.
+      const why = e instanceof Error ? e.message : String(e);
+      this.logger.error(`health check of ${s.id} failed: ${why}`, { server: s.id });
+    }
+  }
+
+  async #run(s: Server, c: Checker): Promise<void> {
+    const { share } = this;
+    try {
+      // Another instance checks it: its results arrive through the share's feed.
+      if (share !== undefined && !share.checks(s)) return;
+      const r = await checkOnce(s, this.cfg, c.abort.signal, this.connector());
+      if (c.stopped) return;
+      this.record(s, r);
+      share?.publish(s, r);
+    } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       this.logger.error(`health check of ${s.id} failed: ${why}`, { server: s.id });
     } finally {

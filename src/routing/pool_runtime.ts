@@ -4,7 +4,7 @@
  * (config/pools.ts). The request path finds it through the route a request matched.
  */
 import { Balancer } from "../balancing/balancer.ts";
-import { type HealthChecks, startHealthChecks } from "../balancing/health.ts";
+import { type HealthChecks, type HealthShare, startHealthChecks } from "../balancing/health.ts";
 import { ServerPool } from "../balancing/pool.ts";
 import { DEFAULT_POOL, type PoolConfig } from "../config/pools.ts";
 import type { Logger } from "../log.ts";
@@ -12,6 +12,12 @@ import { RetryBudget } from "../proxy/retry.ts";
 import { Upstream } from "../proxy/upstream.ts";
 import type { TlsClientSettings } from "../proxy/upstream_tls.ts";
 import { Sticky } from "./sticky.ts";
+
+/** What a pool takes from a cluster (cluster/health_share.ts); absent: it works alone. */
+export interface PoolCluster {
+  /** The share of health checks for the pool named `pool`, made as its health loop starts. */
+  healthShare?(pool: string): HealthShare;
+}
 
 export class PoolRuntime {
   readonly name: string;
@@ -26,13 +32,21 @@ export class PoolRuntime {
   #health: HealthChecks | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed: Promise<void> | undefined;
+  readonly #cluster: PoolCluster | undefined;
 
   /**
    * `stickySecret`: the key for the sticky cookie when the pool's settings give none.
    * `tls`: the pool's upstreamTls with its files read (upstream_tls.ts); default: no files.
+   * `cluster`: shares the pool's health checks with other instances.
    */
-  constructor(cfg: PoolConfig, stickySecret: string, tls?: TlsClientSettings) {
+  constructor(
+    cfg: PoolConfig,
+    stickySecret: string,
+    tls?: TlsClientSettings,
+    cluster?: PoolCluster,
+  ) {
     this.name = cfg.name;
+    this.#cluster = cluster;
     this.settings = cfg;
     this.servers = new ServerPool(cfg.backends, { healthy: initiallyHealthy(cfg) });
     this.balancer = new Balancer(this.servers, cfg.strategy, {
@@ -57,6 +71,7 @@ export class PoolRuntime {
     this.#health = startHealthChecks(this.servers, this.settings.health, logger, {
       random,
       connector: () => this.upstream.connector,
+      share: this.settings.health.enabled ? this.#cluster?.healthShare?.(this.name) : undefined,
     });
     const pool = this.name;
     this.#unsubscribe = this.servers.subscribe((e) => {
