@@ -126,6 +126,12 @@ export const rateLimitSchema = z.object({
   key: limitKeySchema.default("ip"),
   /** Buckets kept at most; past it the oldest are dropped (memory stays bounded). */
   maxKeys: z.number().int().min(1).max(10_000_000).default(100_000),
+  /**
+   * Keep the buckets in the cluster's Redis, so all instances share one budget (one Redis
+   * call per request); while Redis is away or slow each instance uses its own bucket.
+   * Without a cluster the limit is per instance, as with false.
+   */
+  shared: z.boolean().default(false),
 }).strict().transform((r) => ({ ...r, burst: r.burst ?? r.rate }));
 
 export type RateLimitConfig = z.infer<typeof rateLimitSchema>;

@@ -17,8 +17,15 @@ export type ConnInfo = { remoteAddr: Deno.NetAddr };
 
 const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
 
-/** A Flight for a request lb will forward, or lb's answer to one it refuses. */
-export function admit(px: ProxyContext, req: Request, info: ConnInfo): Flight | Response {
+/**
+ * A Flight for a request lb will forward, or lb's answer to one it refuses; later only when
+ * its route's rate limit is shared (it asks Redis).
+ */
+export function admit(
+  px: ProxyContext,
+  req: Request,
+  info: ConnInfo,
+): Flight | Response | Promise<Flight | Response> {
   const peer = info.remoteAddr.hostname;
   const trusted = px.isTrusted(peer);
   const clientIp = trusted ? nearestUntrusted(req, peer, px.isTrusted) : peer;
@@ -35,10 +42,22 @@ export function admit(px: ProxyContext, req: Request, info: ConnInfo): Flight | 
   const headers = upstreamRequestHeaders(req.headers, fwd);
   const f = new Flight(px, req, clientIp, requestId, targetOf(req.url), headers);
   if (fwd.underscored > 0) f.rec.droppedHeaders = fwd.underscored;
-  const refused = underscoreRefusal(px, fwd.underscored) ??
-    px.guard(req, info.remoteAddr, headers) ??
-    route(px, f, req) ??
-    px.limiter.enter(clientIp);
+  const refused = underscoreRefusal(px, fwd.underscored) ?? px.guard(req, info.remoteAddr, headers);
+  if (refused) return fail(px, f, refused);
+  const routed = route(px, f, req);
+  // Only a shared rate limit (Redis) makes routing wait.
+  if (routed instanceof Promise) return routed.then((r) => enter(px, f, req, r));
+  return enter(px, f, req, routed);
+}
+
+/** After the route stage: the concurrency caps, then the request is counted in. */
+function enter(
+  px: ProxyContext,
+  f: Flight,
+  req: Request,
+  refused: Failure | undefined,
+): Flight | Response {
+  refused ??= px.limiter.enter(f.clientIp);
   if (refused) return fail(px, f, refused);
   f.count();
   if (req.body && f.method !== "GET" && f.method !== "HEAD") {

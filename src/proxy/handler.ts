@@ -28,8 +28,15 @@ export function createProxyHandler(
   return (req, info) => {
     const admitted = admit(px, req, info);
     if (admitted instanceof Response) return Promise.resolve(admitted);
-    return isWebSocketUpgrade(req) ? proxyWebSocket(px, admitted, req) : forward(px, admitted);
+    if (admitted instanceof Promise) return admitted.then((a) => proceed(px, a, req));
+    return proceed(px, admitted, req);
   };
+}
+
+/** An admitted request on its way to a backend (a refused one's answer as it is). */
+function proceed(px: ProxyContext, f: Flight | Response, req: Request): Promise<Response> {
+  if (f instanceof Response) return Promise.resolve(f);
+  return isWebSocketUpgrade(req) ? proxyWebSocket(px, f, req) : forward(px, f);
 }
 
 /** The retry loop: choose a server, try it, and decide from the outcome what comes next. */

@@ -9,13 +9,19 @@ import { Failure } from "./failures.ts";
 import type { Flight } from "./flight.ts";
 import type { Server } from "../balancing/server.ts";
 import type { RouteTarget } from "../routing/pools.ts";
+import type { RateDecision } from "../routing/rate_limit.ts";
 
 /**
  * Routes `f`; the Failure that refuses it, or undefined. The host is the one the backend will
  * see (the guard has put an absolute-form target's authority in it), so a request cannot be
- * routed by one name and answered for another.
+ * routed by one name and answered for another. Only a route with a shared rate limit can make
+ * this wait (for Redis): every other request is routed synchronously.
  */
-export function route(px: ProxyContext, f: Flight, req: Request): Failure | undefined {
+export function route(
+  px: ProxyContext,
+  f: Flight,
+  req: Request,
+): Failure | undefined | Promise<Failure | undefined> {
   const host = f.headers["host"] ?? null;
   const m = px.pools.router.match(f.method, host, f.path, req.headers);
   if (m === undefined) {
@@ -25,26 +31,48 @@ export function route(px: ProxyContext, f: Flight, req: Request): Failure | unde
   f.routeTo(m.route, t.pool);
   if (t.limiter !== undefined) {
     const refused = rateLimit(f, req, t);
+    if (refused instanceof Promise) return refused.then((r) => r ?? rewrite(f, m.path, t));
     if (refused) return refused;
   }
-  f.path = m.path;
+  return rewrite(f, m.path, t);
+}
+
+/** The path the backend sees and the route's request header rules. */
+function rewrite(f: Flight, path: string, t: RouteTarget): undefined {
+  f.path = path;
   const h = f.headers;
   for (const name of t.removeRequest) delete h[name];
   for (const [name, value] of t.setRequest) h[name] = value;
   return undefined;
 }
 
-/** Takes a token from the route's bucket for this request's key; a Failure when there is none. */
-function rateLimit(f: Flight, req: Request, t: RouteTarget): Failure | undefined {
-  const limiter = t.limiter!;
+/**
+ * Takes a token from the route's bucket for this request's key; a Failure when there is none.
+ * A shared limit answers later when it asks Redis.
+ */
+function rateLimit(
+  f: Flight,
+  req: Request,
+  t: RouteTarget,
+): Failure | undefined | Promise<Failure | undefined> {
   const key = f.route!.config.rateLimit!.key;
   const who = key === "ip"
     ? f.clientIp
     : key === "route"
     ? ""
     : req.headers.get(key.slice(7)) ?? "";
-  const d = f.rate = limiter.take(who, performance.now());
+  if (t.shared !== undefined) {
+    const d = t.shared.take(who, performance.now());
+    return d instanceof Promise ? d.then((d) => decide(f, t, d)) : decide(f, t, d);
+  }
+  return decide(f, t, t.limiter!.take(who, performance.now()));
+}
+
+/** Keeps the decision for the answer's RateLimit fields; the 429 Failure when it refuses. */
+function decide(f: Flight, t: RouteTarget, d: RateDecision): Failure | undefined {
+  f.rate = d;
   if (d.allowed) return undefined;
+  const limiter = t.limiter!;
   return new Failure("rate_limited", `over the rate limit of route ${f.rec.route}`, {
     "retry-after": String(d.retryAfterSeconds),
     "ratelimit-policy": limiter.policyHeader,

@@ -5,16 +5,19 @@
  * one, never half of each) and adds or retires pools; see control/reconcile.ts.
  */
 import type { PoolConfig } from "../config/pools.ts";
-import type { RouteConfig } from "../config/routes.ts";
+import type { RateLimitConfig, RouteConfig } from "../config/routes.ts";
 import type { TlsClientSettings } from "../proxy/upstream_tls.ts";
-import { PoolRuntime } from "./pool_runtime.ts";
-import { RateLimiter } from "./rate_limit.ts";
+import { type PoolCluster, PoolRuntime } from "./pool_runtime.ts";
+import { RateLimiter, type SharedLimit } from "./rate_limit.ts";
 import { type Route, Router } from "./router.ts";
 
 /** What a route sends to: its pool, its rate limiter, its header rules ready to apply. */
 export interface RouteTarget {
   readonly pool: PoolRuntime;
+  /** The route's own bucket: its limit alone, or a shared limit's fallback and headers. */
   readonly limiter: RateLimiter | undefined;
+  /** With `rateLimit.shared` in a cluster: the bucket in Redis. */
+  readonly shared: SharedLimit | undefined;
   /** Request headers to set ([name, value]) and to remove, names lower-case. */
   readonly setRequest: readonly [string, string][];
   readonly removeRequest: readonly string[];
@@ -25,24 +28,43 @@ export interface RouteTarget {
 
 export type LbRoute = Route<RouteTarget>;
 
+/** What pools and routes take from a cluster (src/cluster/); absent: each instance alone. */
+export interface PoolsCluster extends PoolCluster {
+  /** The shared form of a route's limit, falling back to `local`. */
+  sharedLimit?(config: RateLimitConfig, route: string, local: RateLimiter): SharedLimit;
+}
+
+/** A route's limiters, kept across a reload that leaves its limit as it was. */
+interface RouteLimiters {
+  spec: string;
+  limiter: RateLimiter;
+  shared: SharedLimit | undefined;
+}
+
 export class Pools {
   #pools = new Map<string, PoolRuntime>();
   /** Pools taken out by a reload, until they have closed. */
   #retiring = new Set<PoolRuntime>();
   #router!: Router<RouteTarget>;
   /** Rate limiters by route name, kept across a reload that leaves the route's limit as it was. */
-  #limiters = new Map<string, { spec: string; limiter: RateLimiter }>();
+  #limiters = new Map<string, RouteLimiters>();
 
   #stickySecret: string;
+  readonly #cluster: PoolsCluster | undefined;
 
-  /** `tls`: each pool's upstreamTls with its files read (upstream_tls.ts), by pool name. */
+  /**
+   * `tls`: each pool's upstreamTls with its files read (upstream_tls.ts), by pool name.
+   * `cluster`: shared health checks and rate limits (src/cluster/); default: none.
+   */
   constructor(
     configs: PoolConfig[],
     routes: RouteConfig[],
     stickySecret: string,
     tls?: ReadonlyMap<string, TlsClientSettings>,
+    cluster?: PoolsCluster,
   ) {
     this.#stickySecret = stickySecret;
+    this.#cluster = cluster;
     for (const c of configs) this.add(c, tls?.get(c.name));
     this.setRoutes(routes);
   }
@@ -82,7 +104,7 @@ export class Pools {
 
   /** Builds a pool (its health loop is started by the caller). */
   add(cfg: PoolConfig, tls?: TlsClientSettings): PoolRuntime {
-    const p = new PoolRuntime(cfg, this.#stickySecret, tls);
+    const p = new PoolRuntime(cfg, this.#stickySecret, tls, this.#cluster);
     this.#pools.set(cfg.name, p);
     return p;
   }
@@ -107,21 +129,17 @@ export class Pools {
 
   /** Replaces the routing table; every route's pool must exist. */
   setRoutes(routes: readonly RouteConfig[]): void {
-    const limiters = new Map<string, { spec: string; limiter: RateLimiter }>();
+    const limiters = new Map<string, RouteLimiters>();
     this.#router = new Router(routes, (r) => {
       const pool = this.#pools.get(r.pool);
       if (!pool) throw new Error(`route ${r.name}: no pool named "${r.pool}"`);
-      let limiter: RateLimiter | undefined;
-      if (r.rateLimit) {
-        const spec = JSON.stringify(r.rateLimit);
-        const old = this.#limiters.get(r.name);
-        limiter = old?.spec === spec ? old.limiter : new RateLimiter(r.rateLimit, r.name);
-        limiters.set(r.name, { spec, limiter });
-      }
+      const limits = r.rateLimit && this.#limitersOf(r.name, r.rateLimit);
+      if (limits) limiters.set(r.name, limits);
       const { request, response } = r.headers;
       return {
         pool,
-        limiter,
+        limiter: limits?.limiter,
+        shared: limits?.shared,
         setRequest: Object.entries(request.set),
         removeRequest: request.remove,
         setResponse: Object.entries(response.set),
@@ -129,14 +147,29 @@ export class Pools {
       };
     });
     for (const [name, old] of this.#limiters) {
-      if (limiters.get(name)?.limiter !== old.limiter) old.limiter.close();
+      if (limiters.get(name) === old) continue;
+      old.limiter.close();
+      old.shared?.close();
     }
     this.#limiters = limiters;
   }
 
+  /** The limiters of route `name`: the ones it had when its limit is unchanged, else new. */
+  #limitersOf(name: string, config: RateLimitConfig): RouteLimiters {
+    const spec = JSON.stringify(config);
+    const old = this.#limiters.get(name);
+    if (old?.spec === spec) return old;
+    const limiter = new RateLimiter(config, name);
+    const shared = config.shared ? this.#cluster?.sharedLimit?.(config, name, limiter) : undefined;
+    return { spec, limiter, shared };
+  }
+
   /** Closes every pool and limiter. */
   async close(): Promise<void> {
-    for (const { limiter } of this.#limiters.values()) limiter.close();
+    for (const { limiter, shared } of this.#limiters.values()) {
+      limiter.close();
+      shared?.close();
+    }
     await Promise.all(this.list.map((p) => p.close()));
   }
 }

@@ -28,6 +28,16 @@ export interface RateDecision {
   retryAfterSeconds: number;
 }
 
+/**
+ * A route's limit kept with the other instances of a cluster (`rateLimit.shared`,
+ * cluster/shared_rate_limit.ts). `take` answers at once when it can (Redis away: the local
+ * bucket decides), else later; it never rejects.
+ */
+export interface SharedLimit {
+  take(key: string, now: number): RateDecision | Promise<RateDecision>;
+  close(): void;
+}
+
 /** Options of a {@link RateLimiter}. */
 export interface RateLimiterOptions {
   /** Least time (ms, the `now` of `take`) between two full sweeps of expired keys. Default 10 s. */
