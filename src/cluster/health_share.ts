@@ -82,6 +82,7 @@ export class ClusterHealth {
   /** Bumped each time the member list changes, so shares recompute owners lazily. */
   #generation = 0;
   readonly #unsubscribe: () => void;
+  readonly #shares = new Map<string, PoolHealthShare>();
 
   constructor(link: ClusterLink, opts: ClusterHealthOptions) {
     this.link = link;
@@ -103,7 +104,19 @@ export class ClusterHealth {
 
   /** The share of health checks for the pool named `pool`. */
   forPool(pool: string): PoolHealthShare {
-    return new PoolHealthShare(this, pool);
+    const share = new PoolHealthShare(this, pool);
+    this.#shares.set(pool, share);
+    return share;
+  }
+
+  /** The shares of the pools whose health loops run now, by pool name (for metrics). */
+  get shares(): ReadonlyMap<string, PoolHealthShare> {
+    return this.#shares;
+  }
+
+  /** A share has stopped (its pool closed). */
+  forget(pool: string, share: PoolHealthShare): void {
+    if (this.#shares.get(pool) === share) this.#shares.delete(pool);
   }
 
   /** Stops following the member list (stop the pools' health loops first). */
@@ -239,6 +252,7 @@ export class PoolHealthShare implements HealthShare {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#c.forget(this.#pool, this);
     clearTimeout(this.#readTimer);
     clearTimeout(this.#flushTimer);
     this.#pending = [];
