@@ -79,6 +79,8 @@ export class ClusterHealth {
   readonly commandTimeout: number;
   readonly now: () => number;
   #owners: Rendezvous;
+  /** The member list the link gave last. */
+  #seen: readonly string[];
   /** Bumped each time the member list changes, so shares recompute owners lazily. */
   #generation = 0;
   readonly #unsubscribe: () => void;
@@ -90,15 +92,17 @@ export class ClusterHealth {
     this.batch = opts.batch ?? 500;
     this.commandTimeout = opts.commandTimeout ?? 1000;
     this.now = opts.now ?? (() => performance.now());
-    this.#owners = new Rendezvous(link.members());
+    this.#seen = link.members();
+    this.#owners = new Rendezvous(this.#seen);
     this.#unsubscribe = link.onMembers((m) => this.#update(m));
   }
 
   /** The owner table now, and its generation (it changes with the member list). */
   owners(): { table: Rendezvous; generation: number } {
-    // A link that changes its list without telling is still followed.
+    // A link that changes its list without telling is still followed; the list it gave
+    // last time is kept, so that asking costs one comparison while the list stays put.
     const m = this.link.members();
-    if (m !== this.#owners.members && !sameMembers(m, this.#owners.members)) this.#update(m);
+    if (m !== this.#seen) this.#update(m);
     return { table: this.#owners, generation: this.#generation };
   }
 
@@ -125,6 +129,7 @@ export class ClusterHealth {
   }
 
   #update(members: readonly string[]): void {
+    this.#seen = members;
     if (sameMembers(members, this.#owners.members)) return;
     this.#owners = new Rendezvous(members);
     this.#generation++;
