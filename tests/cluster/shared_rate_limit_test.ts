@@ -59,6 +59,27 @@ Deno.test("two instances' shared limits draw on one budget: 20 quick requests at
   }
 });
 
+Deno.test("a bucket in Redis that is not a number, or owes more than a burst, counts as full", async () => {
+  const redis = await startRedis();
+  const a = limitOver(redis.url, "a");
+  try {
+    await ready(a.link);
+    await redis.cli("SET", "lb:{t}:rl:api:junk", "not a number");
+    await redis.cli("SET", "lb:{t}:rl:api:ahead", "99999999999999999999");
+    for (const key of ["junk", "ahead"]) {
+      const d = await a.shared.take(key, performance.now());
+      assert.deepEqual(d, { allowed: true, remaining: 9, resetSeconds: 1, retryAfterSeconds: 0 });
+    }
+    // A key longer than MAX_KEY_LENGTH shares the bucket of its first 256 characters.
+    await a.shared.take("k".repeat(300), performance.now());
+    assert.equal(await redis.cli("EXISTS", `lb:{t}:rl:api:${"k".repeat(256)}`), "1");
+    assert.deepEqual(a.limits.fallbacks(), []);
+  } finally {
+    await a.link.close();
+    await redis.close();
+  }
+});
+
 Deno.test("with Redis stopped a shared limit decides at once by its local bucket, and counts the fallback", async () => {
   const redis = await startRedis();
   const a = limitOver(redis.url, "a");
