@@ -35,7 +35,8 @@ import { redirectHandler } from "./tls/redirect.ts";
 import { reloadCertificates, startCertificate } from "./tls/serving.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import { clusterRedisUrl } from "./config/cluster.ts";
-import { registerClusterMetrics } from "./admin/metrics_cluster.ts";
+import { registerClusterMetrics, registerSharingMetrics } from "./admin/metrics_cluster.ts";
+import { type ClusterSharing, clusterSharing } from "./cluster/sharing.ts";
 
 export interface LbOptions {
   config: Config;
@@ -122,6 +123,8 @@ interface Parts {
   /** Applies configs and views one at a time (SIGHUP, --watch, the cluster). */
   reloader: Reloader;
   cluster?: Cluster;
+  /** Health checks and rate limits shared through the cluster. */
+  sharing?: ClusterSharing;
 }
 
 export function startLb(opts: LbOptions): Lb {
@@ -263,7 +266,13 @@ function build(opts: LbOptions): Parts {
     if (warning) logger.event("tls", `warning: ${warning}`, { pool: pool.name, key });
   }
   const secret = applied.stickySecret ?? newStickySecret();
-  const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret, tls);
+  // In a cluster, the link comes first: every pool and route shares health and limits over it.
+  const late = {} as Late;
+  const cluster = base.cluster && opts.cluster !== false
+    ? joinCluster(base, late, logger)
+    : undefined;
+  const sharing = cluster && clusterSharing(cluster, { logger });
+  const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret, tls, sharing);
   const certificates = new Certificates(logger);
   const websockets = new WebSockets(base.drainTimeout);
   const metrics = createMetrics({ pools, version: denoJson.version, certificates, websockets });
@@ -280,12 +289,17 @@ function build(opts: LbOptions): Parts {
   const ready = control.keepStickySecret(applied.stickySecret);
   const challenges = new ChallengeStore();
   const reloader = createReloader(control, metrics);
-  const cluster = base.cluster && opts.cluster !== false
-    ? joinCluster(base, control, reloader, metrics, logger)
-    : undefined;
+  Object.assign(late, { control, reloader, metrics });
+  if (cluster) {
+    control.shared = cluster;
+    registerClusterMetrics(metrics.registry, cluster);
+    registerSharingMetrics(metrics.registry, sharing!);
+    cluster.onMembers(() => control.notify());
+  }
   return {
     reloader,
     cluster,
+    sharing,
     config,
     token,
     stateFile,
@@ -301,33 +315,34 @@ function build(opts: LbOptions): Parts {
   };
 }
 
+/** What the cluster reaches through once build() has made it (the cluster comes first). */
+interface Late {
+  control: Control;
+  reloader: Reloader;
+  metrics: LbMetrics;
+}
+
 /**
  * This instance's part in the cluster: the shared view stands where the state file does
  * (the state file then mirrors it, for a restart while Redis is away).
  */
-function joinCluster(
-  config: Config,
-  control: Control,
-  reloader: Reloader,
-  metrics: LbMetrics,
-  logger: Logger,
-): Cluster {
+function joinCluster(config: Config, late: Late, logger: Logger): Cluster {
   const url = clusterRedisUrl(config.cluster!);
   const startedAt = Date.now();
-  const cluster = new Cluster(config.cluster!, url, {
+  return new Cluster(config.cluster!, url, {
     logger,
-    config: () => control.config,
-    running: () => control.overlay(),
+    config: () => late.control.config,
+    running: () => late.control.overlay(),
     async apply(why) {
-      await reloader.reload(() => control.config, why);
-      await control.save().catch(() => {}); // logged by save
+      await late.reloader.reload(() => late.control.config, why);
+      await late.control.save().catch(() => {}); // logged by save
     },
-    info: async () => ({ version: denoJson.version, startedAt, requests: await requests(metrics) }),
+    info: async () => ({
+      version: denoJson.version,
+      startedAt,
+      requests: await requests(late.metrics),
+    }),
   });
-  control.shared = cluster;
-  registerClusterMetrics(metrics.registry, cluster);
-  cluster.onMembers(() => control.notify());
-  return cluster;
 }
 
 /** Requests answered so far (lb_requests_total over every label), for the member list. */
@@ -385,6 +400,7 @@ function handle(parts: Parts, listeners: Listeners): Lb {
     // The traffic listener had its grace above; what is still in flight there is cut.
     await closeListeners({ ...listeners, traffic: undefined });
     await parts.pools.close();
+    parts.sharing?.close();
     parts.logger.flush();
     return inTime;
   };

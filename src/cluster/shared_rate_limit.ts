@@ -12,7 +12,7 @@
  * no await, by the route's local bucket (the limit as one instance would apply it); when
  * Redis fails, answers something malformed or takes longer than `timeoutMs` (default 50),
  * the local bucket decides too. Each fallback is counted by route and reason
- * ({@link FallbackReason}) for `lb_rate_limit_fallbacks_total` (cluster/metrics.ts). A
+ * ({@link FallbackReason}) for `lb_rate_limit_fallbacks_total` (admin/metrics_cluster.ts). A
  * request is never refused, and never answered 500, because Redis is in trouble. (While
  * Redis works the local bucket is not touched, so on a fallback each key starts with a full
  * local bucket: more lenient, as failing open means.)

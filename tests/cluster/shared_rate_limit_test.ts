@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import client from "prom-client";
-import { registerClusterMetrics } from "../../src/cluster/metrics.ts";
+import { registerSharingMetrics } from "../../src/admin/metrics_cluster.ts";
 import { clusterSharing } from "../../src/cluster/sharing.ts";
 import { SharedRateLimits } from "../../src/cluster/shared_rate_limit.ts";
 import { resolvePools, resolveRoutes } from "../../src/config/pools.ts";
@@ -199,7 +199,7 @@ Deno.test("through the request path: two lbs share a limit, answer 429 past it, 
     for (let i = 0; i < 12; i++) down.push((await a.get("/limited")).status);
     assert.deepEqual(down, [...Array(10).fill(200), 429, 429]);
     const registry = new client.Registry();
-    registerClusterMetrics(registry, a.sharing);
+    registerSharingMetrics(registry, a.sharing);
     const text = await registry.metrics();
     assert.match(text, /lb_rate_limit_fallbacks_total\{route="limited",reason="unreachable"\} 12/);
   } finally {
