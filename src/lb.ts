@@ -37,6 +37,7 @@ import { Cluster } from "./cluster/cluster.ts";
 import { clusterRedisUrl } from "./config/cluster.ts";
 import { registerClusterMetrics, registerSharingMetrics } from "./admin/metrics_cluster.ts";
 import { type ClusterSharing, clusterSharing } from "./cluster/sharing.ts";
+import type { WorkerTotals } from "./workers/hub.ts";
 
 export interface LbOptions {
   config: Config;
@@ -61,6 +62,12 @@ export interface LbOptions {
    * follows its parent, which is the instance's one member.
    */
   cluster?: boolean;
+  /**
+   * The other processes of a `--workers` instance (this one being their parent): metrics,
+   * server views and events add their counts, and every admin change reaches them before the
+   * API answers.
+   */
+  workers?: WorkerTotals;
 }
 
 export interface Lb {
@@ -125,6 +132,8 @@ interface Parts {
   cluster?: Cluster;
   /** Health checks and rate limits shared through the cluster. */
   sharing?: ClusterSharing;
+  /** The other processes of a --workers instance. */
+  workers?: WorkerTotals;
 }
 
 export function startLb(opts: LbOptions): Lb {
@@ -275,7 +284,14 @@ function build(opts: LbOptions): Parts {
   const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret, tls, sharing);
   const certificates = new Certificates(logger);
   const websockets = new WebSockets(base.drainTimeout);
-  const metrics = createMetrics({ pools, version: denoJson.version, certificates, websockets });
+  const workers = opts.workers;
+  const metrics = createMetrics({
+    pools,
+    version: denoJson.version,
+    certificates,
+    websockets,
+    others: workers && (() => workers.metrics()),
+  });
   const control = new Control({
     pools,
     config: base,
@@ -284,6 +300,7 @@ function build(opts: LbOptions): Parts {
     stateFile,
     follows: opts.followStateFile,
     random: opts.random,
+    followers: workers && ((why) => workers.propagate(why)),
   });
   for (const a of applied.pools) restoreAdminStates(pools.get(a.pool.name)!, a.adminStates);
   const ready = control.keepStickySecret(applied.stickySecret);
@@ -300,6 +317,7 @@ function build(opts: LbOptions): Parts {
     reloader,
     cluster,
     sharing,
+    workers,
     config,
     token,
     stateFile,
@@ -336,6 +354,7 @@ function joinCluster(config: Config, late: Late, logger: Logger): Cluster {
     async apply(why) {
       await late.reloader.reload(() => late.control.config, why);
       await late.control.save().catch(() => {}); // logged by save
+      await late.control.followers?.(why);
     },
     info: async () => ({
       version: denoJson.version,
@@ -366,6 +385,7 @@ function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
     metrics: parts.metrics,
     token: parts.token,
     cluster: parts.cluster,
+    workers: parts.workers,
   });
   try {
     const { host, port } = config.admin;
@@ -381,10 +401,16 @@ function startAdmin(parts: Parts): { app: AdminApp; listener: Listener } {
 function handle(parts: Parts, listeners: Listeners): Lb {
   const { config, control, metrics } = parts;
   const reloader = parts.reloader;
+  // /events and the dashboard add the workers' counts as of the last second.
+  const workers = parts.workers;
+  const refresh = workers && listeners.admin
+    ? setInterval(() => void workers.refresh(), 1000)
+    : undefined;
   let stopping: Promise<boolean> | undefined;
   const { admin } = listeners;
   const shutdown = async (graceMs: number) => {
     listeners.acme?.manager.stop();
+    clearInterval(refresh);
     const until = Date.now() + graceMs;
     const stopped = listeners.traffic?.shutdown() ?? Promise.resolve();
     const inTime = await withTimeout(stopped, graceMs);

@@ -13,6 +13,7 @@ import type { Certificates } from "../tls/certificate.ts";
 import type { WebSocketCounts, WebSockets } from "../proxy/websocket.ts";
 import { registerProcessMetrics } from "./metrics_process.ts";
 import { registerServerMetrics } from "./metrics_servers.ts";
+import { totalsText } from "./metrics_totals.ts";
 const METHODS = new Set([
   "GET",
   "HEAD",
@@ -64,6 +65,11 @@ export interface MetricsOptions {
   certificates?: Certificates;
   /** Open WebSockets and their bytes. */
   websockets?: WebSockets;
+  /**
+   * The other `--workers` processes' metrics (prom-client JSON): `text()` then shows the
+   * whole instance (metrics_totals.ts).
+   */
+  others?: () => Promise<unknown[][]>;
 }
 
 interface RequestChildren {
@@ -95,6 +101,12 @@ export function createMetrics(opts: MetricsOptions): LbMetrics {
     });
   }
   registerProcessMetrics(registry);
+  // 1 per process; summed over a --workers instance, it says how many processes reported.
+  new client.Gauge({
+    name: "lb_processes",
+    help: "Processes of this lb instance whose metrics this scrape adds up (--workers).",
+    registers: [registry],
+  }).set(1);
   const reloads = new client.Counter({
     name: "lb_config_reloads_total",
     help: "Config reloads, by result (success or failure).",
@@ -111,8 +123,10 @@ export function createMetrics(opts: MetricsOptions): LbMetrics {
     reloaded(ok) {
       reloads.inc({ result: ok ? "success" : "failure" });
     },
-    text() {
-      return registry.metrics();
+    async text() {
+      if (!opts.others) return await registry.metrics();
+      const [own, others] = await Promise.all([registry.getMetricsAsJSON(), opts.others()]);
+      return await totalsText([own, ...others]);
     },
   };
 }

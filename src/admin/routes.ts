@@ -30,6 +30,7 @@ import type { LbMetrics } from "./metrics.ts";
 import { certificateViews, serverView, type ViewSources } from "./server_view.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { clusterView } from "./cluster_view.ts";
+import type { WorkerTotals } from "../workers/hub.ts";
 
 export interface AdminDeps {
   logger: Logger;
@@ -43,6 +44,8 @@ export interface AdminDeps {
   token?: string;
   /** The cluster this lb is part of (cluster.redis), if any. */
   cluster?: Cluster;
+  /** The other `--workers` processes of this instance, whose counters views add. */
+  workers?: WorkerTotals;
   /** Snapshot period of /events (ms). Default 1000. */
   eventsIntervalMs?: number;
 }
@@ -64,9 +67,11 @@ function clientOf(c: Context): string {
 
 export function createAdminApp(deps: AdminDeps): AdminApp {
   const { token, control, metrics } = deps;
+  const { workers } = deps;
   const sources: ViewSources = {
     removing: (s) => control.drains.has(s),
     responses5xx: (pool, s) => metrics.responses5xx(pool, s.id),
+    others: workers && ((pool, s) => workers.others(pool, s.id)),
   };
   const cluster = () => clusterView(deps.cluster?.status());
   const events = new EventHub({
@@ -83,6 +88,13 @@ export function createAdminApp(deps: AdminDeps): AdminApp {
   app.get("/healthz", (c) => c.json(health(deps)));
   app.use("*", localAndSameSite(token));
   for (const path of ["/api/*", "/api", "/metrics"]) app.use(path, requireToken(token, false));
+  if (workers) {
+    // Views of servers add the workers' counters as they are now.
+    app.use("/api/*", async (_c, next) => {
+      await workers.refresh();
+      await next();
+    });
+  }
   app.use("/events", requireToken(token, true));
   pageRoutes(app);
   app.get(

@@ -2,6 +2,7 @@
 import { stateOf } from "../balancing/availability.ts";
 import type { Server, ServerStateName } from "../balancing/server.ts";
 import type { CertInfo } from "../tls/cert_info.ts";
+import type { ServerCounters } from "../workers/hub.ts";
 
 export interface ServerView {
   pool: string;
@@ -30,6 +31,8 @@ export interface ViewSources {
   removing(s: Server): boolean;
   /** 5xx answers the server of `pool` has sent (the metrics count them). */
   responses5xx(pool: string, s: Server): number;
+  /** The same server's counters in the other `--workers` processes, summed. */
+  others?(pool: string, s: Server): ServerCounters | undefined;
 }
 
 /** The JSON view of `s`, a server of `pool`, at `now`. */
@@ -39,6 +42,7 @@ export function serverView(
   from: ViewSources,
   now = Date.now(),
 ): ServerView {
+  const o = from.others?.(pool, s);
   return {
     pool,
     id: s.id,
@@ -46,11 +50,11 @@ export function serverView(
     weight: s.weight,
     state: stateOf(s, now),
     removing: from.removing(s),
-    inflight: s.inflight,
+    inflight: s.inflight + (o?.inflight ?? 0),
     maxConnections: s.maxConnections,
-    requests: s.requests,
-    errors: s.errors,
-    responses5xx: from.responses5xx(pool, s),
+    requests: s.requests + (o?.requests ?? 0),
+    errors: s.errors + (o?.errors ?? 0),
+    responses5xx: from.responses5xx(pool, s) + (o?.responses5xx ?? 0),
     latencyEwmaMs: Math.round(s.latency.value * 100) / 100,
     ejections: s.ejections,
     ejectedUntil: s.ejectedUntil > now ? new Date(s.ejectedUntil).toISOString() : null,

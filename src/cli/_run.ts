@@ -8,6 +8,7 @@ import { type Lb, startLb } from "../lb.ts";
 import { createLogger, type Logger, resolveFormat } from "../log.ts";
 import { shadowWarnings } from "./check.ts";
 import { withTlsPaths } from "../config/tls.ts";
+import type { WorkerTotals } from "../workers/hub.ts";
 
 /** How `runLbUntilSignal` reloads (serve passes these; demo does not reload). */
 export interface RunOptions {
@@ -25,8 +26,10 @@ export interface RunOptions {
   onHup?: () => void;
   /** Stops the workers after this process has stopped accepting. */
   onShutdown?: (signal: Deno.Signal) => Promise<void>;
-  /** Also reload when the state file changes (a worker follows its parent's API changes). */
-  watchStateFile?: boolean;
+  /** A --workers worker: it reads its parent's state file, never writes it. */
+  worker?: boolean;
+  /** A --workers parent: its other processes (their counts, and changes reach them). */
+  workers?: WorkerTotals;
 }
 
 /**
@@ -47,8 +50,9 @@ export async function runLbUntilSignal(
     configSource: source,
     logger,
     stateFile: run.stateFile,
-    followStateFile: run.watchStateFile,
+    followStateFile: run.worker,
     reusePort: run.reusePort,
+    workers: run.workers,
   });
   // Signals are handled before lb says it listens: whoever started it may stop or reload it
   // as soon as it reads the listen line, while `ready` may still be writing the state file.
@@ -119,9 +123,6 @@ function followReloads(lb: Lb, run: RunOptions, logger: Logger): () => void {
       watchers.push(watchFile(file, () => void lb.reload(reload, `${file} changed`)));
     }
     logger.event("watch", `reloading when ${files.join(", ")} change`, { files });
-  }
-  if (reload && run.watchStateFile && lb.stateFile) {
-    watchers.push(watchFile(lb.stateFile, () => void lb.reload(reload, "the state file changed")));
   }
   return () => {
     if (onHup) Deno.removeSignalListener("SIGHUP", onHup);

@@ -1,16 +1,20 @@
 /**
  * `lb serve --workers N`: N lb processes share the traffic port with SO_REUSEPORT, and the
  * kernel spreads connections over them. The first process (the parent) owns the admin
- * listener and the state file; the others run without one, follow the state file (so admin
- * API changes reach every worker) and reload on the SIGHUP the parent passes on. Each keeps
- * its own in-flight counts, latency estimates and health results.
+ * listener, the state file and the cluster link; the others run without them. They talk
+ * over a Unix socket (src/workers/): the parent's metrics, server views and events add the
+ * workers' counts, and an admin change is applied by every worker before the API answers.
+ * A worker that exits unexpectedly is started again (after 1 s, doubling up to 30 s while it
+ * keeps dying); its requests in flight are lost, nobody else's. Each process keeps its own
+ * in-flight counts, latency estimates and health results, and balances within itself.
  */
 import { existsSync } from "node:fs";
+import { CHANNEL_ENV } from "../workers/follower.ts";
 
 export interface Workers {
   /** Passes a signal on to every worker. */
   signal(sig: Deno.Signal): void;
-  /** Sends `sig` to every worker and waits for them all to exit. */
+  /** Sends `sig` to every worker and waits for them all to exit (none is restarted). */
   stop(sig: Deno.Signal): Promise<void>;
 }
 
@@ -24,13 +28,27 @@ function selfCommand(args: string[]): { cmd: string; args: string[] } {
   return { cmd: exe, args: [...flags, main.pathname, ...args] };
 }
 
+const FIRST_DELAY_MS = 1000;
+const MAX_DELAY_MS = 30_000;
+/** A worker that ran this long before it died is restarted after the first delay again. */
+const STABLE_MS = 60_000;
+
 /**
  * Starts `count` workers running `lb serve` with `args` (the parent's own flags, less
- * --workers) on the port the parent is already listening on.
+ * --workers) on the port the parent is already listening on, joined to the parent's channel
+ * at `channel`. `log` reports restarts.
  */
-export function startWorkers(count: number, args: string[], port: number): Workers {
-  const children: Deno.ChildProcess[] = [];
-  for (let i = 1; i <= count; i++) {
+export function startWorkers(
+  count: number,
+  args: string[],
+  port: number,
+  channel: string,
+  log: (message: string, fields: Record<string, unknown>) => void,
+): Workers {
+  const children = new Map<number, Deno.ChildProcess>();
+  const exits: Promise<unknown>[] = [];
+  let stopping = false;
+  const spawn = (i: number, delay: number) => {
     const { cmd, args: full } = selfCommand([
       "serve",
       ...args,
@@ -39,13 +57,35 @@ export function startWorkers(count: number, args: string[], port: number): Worke
       "--worker",
       String(i),
     ]);
-    children.push(
-      new Deno.Command(cmd, { args: full, stdin: "null", stdout: "inherit", stderr: "inherit" })
-        .spawn(),
-    );
-  }
+    const child = new Deno.Command(cmd, {
+      args: full,
+      stdin: "null",
+      stdout: "inherit",
+      stderr: "inherit",
+      env: { [CHANNEL_ENV]: channel },
+    }).spawn();
+    children.set(i, child);
+    const started = Date.now();
+    exits.push(child.status.then((s) => {
+      if (stopping) return;
+      const next = Date.now() - started > STABLE_MS ? FIRST_DELAY_MS : delay;
+      const how = s.signal ? `was killed by ${s.signal}` : `exited with ${s.code}`;
+      log(`worker ${i} (pid ${child.pid}) ${how}; starting it again in ${next / 1000}s`, {
+        worker: i,
+        pid: child.pid,
+        code: s.code,
+        signal: s.signal,
+      });
+      const timer = setTimeout(() => {
+        if (!stopping) spawn(i, Math.min(next * 2, MAX_DELAY_MS));
+      }, next);
+      restarts.add(timer);
+    }));
+  };
+  const restarts = new Set<ReturnType<typeof setTimeout>>();
+  for (let i = 1; i <= count; i++) spawn(i, FIRST_DELAY_MS);
   const signal = (sig: Deno.Signal) => {
-    for (const c of children) {
+    for (const c of children.values()) {
       try {
         c.kill(sig);
       } catch {
@@ -56,8 +96,11 @@ export function startWorkers(count: number, args: string[], port: number): Worke
   return {
     signal,
     async stop(sig) {
+      stopping = true;
+      for (const t of restarts) clearTimeout(t);
       signal(sig);
-      await Promise.all(children.map((c) => c.status));
+      await Promise.all([...children.values()].map((c) => c.status));
+      await Promise.all(exits);
     },
   };
 }

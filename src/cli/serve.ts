@@ -12,6 +12,9 @@ import {
   UsageError,
 } from "./_flags.ts";
 import { startWorkers, workerArgs, type Workers } from "./_workers.ts";
+import { CHANNEL_ENV, followParent } from "../workers/follower.ts";
+import { WorkerHub } from "../workers/hub.ts";
+import { createLogger, resolveFormat } from "../log.ts";
 
 const USAGE = `Usage: lb serve [flags]
 
@@ -30,9 +33,10 @@ Flags (override the config file):
   --tls-key FILE        …and this key (both, or neither; they replace listen.tls)
   --log-format F        json or text (default: text on a terminal, json otherwise)
   --watch               reload when the config file changes (SIGHUP always reloads)
-  --workers N           run N lb processes sharing the traffic port (Linux, SO_REUSEPORT;
-                        default 1). The first owns the admin listener and the state file;
-                        the others follow it. Each keeps its own health and load state.
+  --workers N|auto      run N lb processes sharing the traffic port (Linux, SO_REUSEPORT;
+                        default 1; auto: one per core). The first owns the admin listener,
+                        whose metrics and views add up all of them; admin changes reach
+                        every worker before the API answers; a worker that dies is restarted.
   -h, --help            show this help
 
 Reload (SIGHUP or --watch) applies added, removed (drained first) and re-weighted
@@ -87,7 +91,9 @@ export function parseServeFlags(
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together", command);
   }
-  const workers = intFlag(values.workers, "--workers", command, 1, 64) ?? 1;
+  const workers = values.workers === "auto"
+    ? Math.min(64, Math.max(1, navigator.hardwareConcurrency))
+    : intFlag(values.workers, "--workers", command, 1, 64) ?? 1;
   if (workers > 1 && Deno.build.os !== "linux") {
     throw new UsageError("--workers needs Linux (SO_REUSEPORT spreads connections there)", command);
   }
@@ -131,7 +137,7 @@ export const serveCommand: Command = {
     const { configPath, overrides, watch, workers, worker } = parseServeFlags(args);
     const resolved = await resolveConfig(configPath, overrides, "serve");
     const { source } = resolved;
-    let config = resolved.config;
+    const config = resolved.config;
     const fromFile = source !== BUILT_IN;
     if (watch && !fromFile) {
       throw new UsageError(
@@ -143,32 +149,62 @@ export const serveCommand: Command = {
     // return to the built-in defaults.
     const path = configPath ?? (fromFile ? source : undefined);
     const reload = async () => (await resolveConfig(path, overrides, "serve")).config;
-    if (worker !== undefined) {
-      // A worker: no admin listener and no cluster link (the parent has them); follow the
-      // parent's state file.
-      config = { ...config, admin: { ...config.admin, enabled: false }, cluster: undefined };
-      return await runLbUntilSignal(config, source, {
-        reload: async () => ({
-          ...(await reload()),
-          admin: { ...config.admin },
-          cluster: undefined,
-        }),
-        reusePort: true,
-        watchStateFile: true,
-      });
-    }
+    if (worker !== undefined) return await runWorker(config, source, reload, worker);
+    const hub = workers > 1
+      ? await WorkerHub.open(
+        createLogger({ format: resolveFormat(config.log.format), access: false }),
+      )
+      : undefined;
     let children: Workers | undefined;
-    return await runLbUntilSignal(config, source, {
-      reload,
-      watch: watch ? source : undefined,
-      reusePort: workers > 1,
-      onStarted: (lb) => {
-        if (workers > 1) {
-          children = startWorkers(workers - 1, workerArgs(args), Number(new URL(lb.url).port));
-        }
-      },
-      onHup: () => children?.signal("SIGHUP"),
-      onShutdown: async (sig) => await children?.stop(sig),
-    });
+    try {
+      return await runLbUntilSignal(config, source, {
+        reload,
+        watch: watch ? source : undefined,
+        reusePort: workers > 1,
+        workers: hub,
+        onStarted: (lb) => {
+          if (!hub) return;
+          const port = Number(new URL(lb.url).port);
+          const log = (m: string, f: Record<string, unknown>) => lb.logger.event("workers", m, f);
+          children = startWorkers(workers - 1, workerArgs(args), port, hub.path, log);
+        },
+        onHup: () => children?.signal("SIGHUP"),
+        onShutdown: async (sig) => await children?.stop(sig),
+      });
+    } finally {
+      await hub?.close();
+    }
   },
 };
+
+/**
+ * A worker: no admin listener and no cluster link (the parent has them); it joins the
+ * parent's channel, applies the parent's changes when asked, and stops when the parent goes.
+ */
+async function runWorker(
+  config: Config,
+  source: string,
+  reload: () => Promise<Config>,
+  worker: number,
+): Promise<number> {
+  const own = (c: Config): Config => ({
+    ...c,
+    admin: { ...c.admin, enabled: false },
+    cluster: undefined,
+  });
+  const reloadOwn = async () => own(await reload());
+  const channel = Deno.env.get(CHANNEL_ENV);
+  return await runLbUntilSignal(own(config), source, {
+    reload: reloadOwn,
+    reusePort: true,
+    worker: true,
+    onStarted: (lb) => {
+      if (!channel) return;
+      followParent(channel, worker, lb, reloadOwn).then(
+        (peer) => peer.done,
+        (e) =>
+          lb.logger.error(`worker ${worker}: cannot reach the parent: ${(e as Error).message}`),
+      ).then(() => Deno.kill(Deno.pid, "SIGTERM"));
+    },
+  });
+}

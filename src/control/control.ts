@@ -76,6 +76,11 @@ export interface ControlOptions {
   drainPollMs?: number;
   /** For the jitter of the health loops of pools a reload adds. */
   random?: () => number;
+  /**
+   * Other processes that apply each change (a --workers parent's workers, which reload the
+   * state file): awaited before a change is acknowledged.
+   */
+  followers?: (why: string) => Promise<void>;
 }
 
 export class Control {
@@ -91,6 +96,8 @@ export class Control {
   readonly drains: Drains;
   /** Set when lb is part of a cluster: every change is shared through it. */
   shared?: SharedChanges;
+  /** Processes that follow this one's changes (see ControlOptions.followers). */
+  readonly followers?: (why: string) => Promise<void>;
   /** Pools a reload took out, closed once their last request has finished. */
   readonly retiring = new Map<PoolRuntime, ReturnType<typeof setInterval>>();
   #listeners = new Set<() => void>();
@@ -104,6 +111,7 @@ export class Control {
     this.follows = opts.follows ?? false;
     this.random = opts.random;
     this.configSource = opts.configSource;
+    this.followers = opts.followers;
     this.drains = new Drains(opts.drainPollMs ?? 100, (s, pool, reason) => {
       this.logger.event("admin", `${this.#where(pool)}${s.id} removed (${reason})`, {
         action: "removed",
@@ -244,7 +252,8 @@ export class Control {
     }
     this.logger.event("admin", `${who}: ${message}`, { who, action, ...fields });
     this.notify();
-    return this.save();
+    await this.save();
+    await this.followers?.(`admin change: ${message}`);
   }
 
   // ---- changes (each resolves once the state file holds it) ----

@@ -83,3 +83,161 @@ Deno.test("--workers must be a whole number from 1 to 64", async () => {
   assert.equal(r.code, 2);
   assert.match(new TextDecoder().decode(r.stderr), /--workers must be a whole number from 1 to 64/);
 });
+
+/** `lb serve --workers N` in a temp dir over `backends`; its ports and a way to stop it. */
+async function serveWorkers(n: string, backends: { url: string }[], extraArgs: string[] = []) {
+  const dir = await Deno.makeTempDir();
+  const port = freePort();
+  const adminPort = freePort();
+  await Deno.writeTextFile(
+    `${dir}/lb.yaml`,
+    `listen: {port: ${port}}\nadmin: {port: ${adminPort}}\nlog: {access: false, format: json}\n` +
+      `backends:\n${backends.map((b, i) => `  - {url: "${b.url}", name: b${i + 1}}`).join("\n")}\n`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}src/main.ts`, "serve", "--workers", n, ...extraArgs],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "";
+  const reading = (async () => {
+    for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) out += c;
+  })();
+  const err = new Response(child.stderr).text();
+  const admin = `http://127.0.0.1:${adminPort}`;
+  return {
+    port,
+    admin,
+    child,
+    out: () => out,
+    async metrics(): Promise<string> {
+      return await (await fetch(`${admin}/metrics`)).text();
+    },
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // gone
+      }
+      const status = await child.status;
+      await reading;
+      await Deno.remove(dir, { recursive: true });
+      return { code: status.code, stderr: await err };
+    },
+  };
+}
+
+/** A request on a connection of its own, so the kernel may hand it to any process. */
+async function fresh(url: string): Promise<{ status: number; backend?: string }> {
+  const client = Deno.createHttpClient({});
+  try {
+    const r = await fetch(url, { client });
+    const body = await r.json().catch(() => ({}));
+    return { status: r.status, backend: body.backend };
+  } finally {
+    client.close();
+  }
+}
+
+/** The sum of every sample of `name` in a Prometheus text. */
+function total(text: string, name: string): number {
+  let n = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))) {
+    n += Number(m[1]);
+  }
+  return n;
+}
+
+Deno.test("--workers 2: /metrics and /api/servers add up both processes; a change is everywhere when the API answers", async () => {
+  const b1 = await startDemoBackend({ port: 0, index: 1 });
+  const b2 = await startDemoBackend({ port: 0, index: 2 });
+  const lb = await serveWorkers("2", [b1, b2]);
+  try {
+    await until(
+      async () => (await listeners(lb.port)).size === 2,
+      "two processes listening",
+      15_000,
+    );
+    await until(
+      async () => total(await lb.metrics(), "lb_processes") === 2,
+      "both in /metrics",
+      10_000,
+    );
+    const N = 60;
+    for (let i = 0; i < N; i++) {
+      assert.equal((await fresh(`http://127.0.0.1:${lb.port}/`)).status, 200);
+    }
+    const text = await lb.metrics();
+    assert.equal(total(text, "lb_requests_total"), N, "lb_requests_total summed over /metrics");
+    assert.equal(total(text, "lb_processes"), 2);
+    const servers = (await (await fetch(`${lb.admin}/api/servers`)).json()).servers;
+    assert.equal(servers.reduce((n: number, s: { requests: number }) => n + s.requests, 0), N);
+    // promtool accepts the added-up exposition.
+    const check = new Deno.Command("promtool", {
+      args: ["check", "metrics"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = check.stdin.getWriter();
+    await w.write(new TextEncoder().encode(text));
+    await w.close();
+    const checked = await check.output();
+    assert.equal(checked.code, 0, new TextDecoder().decode(checked.stderr));
+    // A change is in effect in every process when the API answers: no waiting here.
+    const patch = await fetch(`${lb.admin}/api/servers/b1`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ state: "disabled" }),
+    });
+    assert.equal(patch.status, 200);
+    await patch.body?.cancel();
+    for (let i = 0; i < 30; i++) {
+      assert.equal((await fresh(`http://127.0.0.1:${lb.port}/`)).backend, "backend-2");
+    }
+  } finally {
+    const { code, stderr } = await lb.stop();
+    assert.equal(code, 0, stderr);
+    await b1.close();
+    await b2.close();
+  }
+});
+
+Deno.test("--workers 2: a worker killed with SIGKILL is started again; the parent killed takes its workers with it", async () => {
+  const b1 = await startDemoBackend({ port: 0, index: 1 });
+  const lb = await serveWorkers("auto", [b1]);
+  try {
+    await until(
+      async () => (await listeners(lb.port)).size === navigator.hardwareConcurrency,
+      "every process listening",
+      15_000,
+    );
+    const pids = await listeners(lb.port);
+    const worker = [...pids].find((p) => Number(p) !== lb.child.pid)!;
+    Deno.kill(Number(worker), "SIGKILL");
+    await until(
+      () => /worker \d+ \(pid \d+\) was killed by SIGKILL; starting it again/.test(lb.out()),
+      "the restart line",
+      10_000,
+    );
+    await until(
+      async () => {
+        const now = await listeners(lb.port);
+        return now.size === pids.size && !now.has(worker);
+      },
+      "a new worker listening",
+      15_000,
+    );
+    assert.equal((await fresh(`http://127.0.0.1:${lb.port}/`)).status, 200);
+    lb.child.kill("SIGKILL");
+    await until(
+      async () => (await listeners(lb.port)).size === 0,
+      "the workers to leave with their parent",
+      10_000,
+    );
+  } finally {
+    await lb.stop();
+    await b1.close();
+  }
+});
