@@ -1,6 +1,6 @@
 /**
  * How long a change through one instance's admin API takes to be in effect on the others:
- * `deno run -A bench/cluster_convergence.ts [--instances 3] [--changes 200]`.
+ * `deno run -A bench/cluster_convergence.ts [--instances 3] [--changes 200] [--backends 3]`.
  *
  * Starts a real redis-server (tests/_redis.ts) and N lb instances in this process, then
  * PATCHes a server's weight through instance 0's API, alternating servers, and times from
@@ -15,12 +15,14 @@ import { until } from "../tests/_stack.ts";
 
 const { values } = parseArgs({
   options: {
+    backends: { type: "string", default: "3" },
     instances: { type: "string", default: "3" },
     changes: { type: "string", default: "200" },
   },
 });
 const n = Number(values.instances), changes = Number(values.changes);
-const rig = await startCluster(n, { backends: 3 });
+const idle = Math.max(0, Number(values.backends) - 3);
+const rig = await startCluster(n, { backends: 3, idle });
 try {
   await until(() => rig.instances.every((i) => i.lb.cluster!.status().connected), "sync", 10_000);
   const stats = async () =>
@@ -53,7 +55,8 @@ try {
   const q = (p: number) =>
     times[Math.min(times.length - 1, Math.floor(p * times.length))].toFixed(1);
   console.log(
-    `${changes} changes through 1 of ${n} instances: in effect on the other ${n - 1} ` +
+    `${changes} changes through 1 of ${n} instances with ${values.backends} backends: ` +
+      `in effect on the other ${n - 1} ` +
       `within p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${
         times.at(-1)!.toFixed(1)
       } ms of the PATCH; ` +

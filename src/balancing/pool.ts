@@ -39,6 +39,9 @@ export class DuplicateServerError extends Error {}
  */
 export class ServerPool {
   #servers: readonly ServerState[] = [];
+  /** The same servers by id and by origin, so lookups stay O(1) in pools of thousands. */
+  #byId = new Map<string, ServerState>();
+  #byOrigin = new Set<string>();
   #listeners = new Set<(e: PoolEvent) => void>();
   /** Decay constant for latency EWMAs (ms). */
   readonly latencyTau: number;
@@ -46,7 +49,7 @@ export class ServerPool {
   /** `healthy`: whether the initial servers start healthy (health.assumeHealthy). */
   constructor(specs: BackendInput[] = [], opts: { latencyTau?: number; healthy?: boolean } = {}) {
     this.latencyTau = opts.latencyTau ?? 10_000;
-    for (const s of specs) this.#add(s, opts.healthy ?? true);
+    this.#servers = specs.map((s) => this.#create(s, opts.healthy ?? true));
   }
 
   get servers(): readonly Server[] {
@@ -54,7 +57,7 @@ export class ServerPool {
   }
 
   get(id: string): Server | undefined {
-    return this.#servers.find((s) => s.id === id);
+    return this.#byId.get(id);
   }
 
   subscribe(fn: (e: PoolEvent) => void): () => void {
@@ -74,12 +77,13 @@ export class ServerPool {
     if (from !== to) this.#emit({ type: "state", server: s, from, to, reason });
   }
 
-  #add(spec: BackendInput, healthy: boolean): Server {
+  /** A new server's state, registered by id and origin (not yet in `servers`). */
+  #create(spec: BackendInput, healthy: boolean): ServerState {
     const who = backendIdentity(spec);
-    if (this.#servers.some((s) => s.id === who.id)) {
+    if (this.#byId.has(who.id)) {
       throw new DuplicateServerError(`a server with id "${who.id}" exists`);
     }
-    if (this.#servers.some((s) => s.url === who.origin)) {
+    if (this.#byOrigin.has(who.origin)) {
       throw new DuplicateServerError(`a server with url ${who.origin} exists`);
     }
     const s: ServerState = {
@@ -103,7 +107,8 @@ export class ServerPool {
       health: { at: 0, successes: 0, failures: 0, passedTotal: 0, failedTotal: 0 },
       removed: false,
     };
-    this.#servers = [...this.#servers, s];
+    this.#byId.set(s.id, s);
+    this.#byOrigin.add(s.url);
     return s;
   }
 
@@ -111,16 +116,19 @@ export class ServerPool {
 
   /** Adds a server; throws DuplicateServerError, or Error for a bad URL or weight. */
   addServer(spec: BackendInput, opts: { healthy?: boolean } = {}): Server {
-    const s = this.#add(spec, opts.healthy ?? true);
+    const s = this.#create(spec, opts.healthy ?? true);
+    this.#servers = [...this.#servers, s];
     this.#emit({ type: "membership" });
     return s;
   }
 
   /** Removes a server at once (callers drain first when they want in-flight requests to finish). */
   removeServer(id: string): boolean {
-    const s = this.#servers.find((x) => x.id === id);
+    const s = this.#byId.get(id);
     if (!s) return false;
     s.removed = true;
+    this.#byId.delete(id);
+    this.#byOrigin.delete(s.url);
     this.#servers = this.#servers.filter((x) => x !== s);
     this.#emit({ type: "membership" });
     return true;

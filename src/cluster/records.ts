@@ -113,7 +113,7 @@ export function viewOfOverlay(config: Config, overlay: StateOverlay): View {
   const view: View = new Map();
   const pools = new Map(resolvePools(config).map((p) => [p.name, p]));
   for (const [pool, o] of Object.entries(overlay.pools)) {
-    const base = new Map(pools.get(pool)?.backends.map((b) => [backendIdentity(b).id, b]));
+    const base = byId(pools.get(pool)?.backends ?? []);
     for (const id of o.removed) put(view, { kind: "server", pool, id, value: { removed: true } });
     for (const [id, change] of Object.entries(o.changed)) {
       const b = base.get(id);
@@ -136,6 +136,11 @@ export function viewOfOverlay(config: Config, overlay: StateOverlay): View {
   return view;
 }
 
+/** A pool's backends by id. */
+function byId(backends: BackendSpec[]): Map<string, BackendSpec> {
+  return new Map(backends.map((b) => [backendIdentity(b).id, b]));
+}
+
 function record(b: BackendSpec) {
   return {
     url: backendIdentity(b).origin,
@@ -151,7 +156,7 @@ function record(b: BackendSpec) {
  * have are left out.
  */
 export function overlayOfView(config: Config, view: View): StateOverlay {
-  const pools = new Map(resolvePools(config).map((p) => [p.name, p]));
+  const pools = new Map(resolvePools(config).map((p) => [p.name, byId(p.backends)]));
   const out: StateOverlay = { version: 2, pools: {} };
   const poolOf = (name: string): PoolOverlay =>
     out.pools[name] ??= { added: [], removed: [], changed: {} };
@@ -166,7 +171,7 @@ export function overlayOfView(config: Config, view: View): StateOverlay {
       poolOf(e.pool).strategy = e.value;
       continue;
     }
-    const base = pool.backends.find((b) => backendIdentity(b).id === e.id);
+    const base = pool.get(e.id);
     const v = e.value;
     if ("removed" in v) {
       if (base) poolOf(e.pool).removed.push(e.id);

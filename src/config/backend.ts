@@ -50,17 +50,28 @@ export interface BackendIdentity {
   tls: boolean;
 }
 
+/** Identities already worked out, by URL: reloads and cluster views ask again for every backend. */
+const known = new Map<string, Readonly<Omit<BackendIdentity, "id">> & { defaultId: string }>();
+const KNOWN_MAX = 100_000;
+
 /** The identity of a backend given by URL and optional name; throws like {@link parseBackendUrl}. */
 export function backendIdentity(b: { url: string; name?: string }): BackendIdentity {
-  const u = parseBackendUrl(b.url);
-  const port = Number(u.port || DEFAULT_PORTS[u.protocol]);
-  return {
-    id: b.name ?? `${u.hostname}:${port}`,
-    origin: `${u.protocol}//${u.host}`,
-    hostname: u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname,
-    port,
-    tls: u.protocol === "https:",
-  };
+  let k = known.get(b.url);
+  if (k === undefined) {
+    const u = parseBackendUrl(b.url);
+    const port = Number(u.port || DEFAULT_PORTS[u.protocol]);
+    k = {
+      defaultId: `${u.hostname}:${port}`,
+      origin: `${u.protocol}//${u.host}`,
+      hostname: u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname,
+      port,
+      tls: u.protocol === "https:",
+    };
+    if (known.size >= KNOWN_MAX) known.clear();
+    known.set(b.url, k);
+  }
+  const { defaultId, origin, hostname, port, tls } = k;
+  return { id: b.name ?? defaultId, origin, hostname, port, tls };
 }
 
 /** Whether `name` is what a server's id would default to for `origin` (so need not be stored). */

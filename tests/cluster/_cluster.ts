@@ -45,7 +45,13 @@ ${extra}`;
 
 export async function startCluster(
   count: number,
-  opts: { backends?: number; extra?: string; redis?: RedisProcess } = {},
+  opts: {
+    backends?: number;
+    /** More backends at addresses nothing listens on (never contacted: no health checks). */
+    idle?: number;
+    extra?: string;
+    redis?: RedisProcess;
+  } = {},
 ): Promise<ClusterRig> {
   const redis = opts.redis ?? await startRedis();
   const backends: DemoBackend[] = [];
@@ -56,7 +62,11 @@ export async function startCluster(
   const instances: Instance[] = [];
   const start = async (index = instances.length) => {
     const logger = memoryLogger();
-    const urls = backends.map((b) => b.url);
+    const idle = Array.from(
+      { length: opts.idle ?? 0 },
+      (_, i) => `http://127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:9`,
+    );
+    const urls = [...backends.map((b) => b.url), ...idle];
     const yaml = clusterYaml(redis.url, urls, opts.extra, `i${index}`);
     const stateFile = `${dir}/lb-${index}.state.json`;
     const lb = startLb({ config: parseConfig(yaml), logger, stateFile });
