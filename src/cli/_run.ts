@@ -6,7 +6,7 @@ import type { Config } from "../config/schema.ts";
 import { watchFile } from "../control/watch.ts";
 import { type Lb, startLb } from "../lb.ts";
 import { createLogger, type Logger, resolveFormat } from "../log.ts";
-import { shadowWarnings } from "./check.ts";
+import { shadowWarnings, sharedLimitWarnings } from "./check.ts";
 import { withTlsPaths } from "../config/tls.ts";
 import type { WorkerTotals } from "../workers/hub.ts";
 
@@ -70,9 +70,7 @@ export async function runLbUntilSignal(
     listener: "traffic",
     url: lb.url,
   });
-  for (const w of shadowWarnings(lb.pools.router.routes.map((r) => r.config))) {
-    logger.event("config", `warning: ${w}`);
-  }
+  if (!run.worker) logWarnings(lb, logger); // a worker's parent has said them
   if (lb.redirectUrl) {
     logger.event("listen", `lb redirecting ${lb.redirectUrl} to https`, {
       listener: "redirect",
@@ -142,4 +140,12 @@ function stopSignal(): Promise<Deno.Signal> {
       return [sig, h] as const;
     });
   });
+}
+
+/** Routes that can never match, and shared rate limits without a cluster to share through. */
+function logWarnings(lb: Lb, logger: Logger): void {
+  const routes = lb.pools.router.routes.map((r) => r.config);
+  for (const w of [...shadowWarnings(routes), ...sharedLimitWarnings(lb.config, routes)]) {
+    logger.event("config", `warning: ${w}`);
+  }
 }

@@ -62,6 +62,14 @@ export function effectiveYaml(config: Config): string {
     }),
     admin: { ...config.admin, token: config.admin.token ? "(set)" : undefined },
     shutdownTimeout: ms(config.shutdownTimeout),
+    ...(config.cluster && {
+      cluster: {
+        ...config.cluster,
+        redis: config.cluster.redis ? withoutPassword(config.cluster.redis) : "(LB_CLUSTER_REDIS)",
+        heartbeat: ms(config.cluster.heartbeat),
+        memberTtl: ms(config.cluster.memberTtl),
+      },
+    }),
   };
   return YAML.stringify(JSON.parse(JSON.stringify(view)));
 }
@@ -78,7 +86,10 @@ export function routingTable(routes: readonly RouteConfig[]): string {
     ].filter(Boolean).join(", ") || "every request";
     const does = [
       r.stripPrefix && "strip prefix",
-      r.rateLimit && `limit ${r.rateLimit.rate}/${r.rateLimit.per}ms by ${r.rateLimit.key}`,
+      r.rateLimit &&
+      `limit ${r.rateLimit.rate}/${r.rateLimit.per}ms by ${r.rateLimit.key}${
+        r.rateLimit.shared ? ", shared" : ""
+      }`,
       Object.keys(r.headers.request.set).length + r.headers.request.remove.length > 0 &&
       "request headers",
       Object.keys(r.headers.response.set).length + r.headers.response.remove.length > 0 &&
@@ -92,6 +103,27 @@ export function routingTable(routes: readonly RouteConfig[]): string {
 }
 
 /** A warning for each route an earlier one shadows. */
+/** A Redis URL with its password (if any) replaced, for printing. */
+function withoutPassword(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = "(set)";
+  return u.href;
+}
+
+/** Routes whose `rateLimit.shared` has no cluster to share through (they stay per instance). */
+export function sharedLimitWarnings(config: Config, routes: readonly RouteConfig[]): string[] {
+  if (config.cluster) return [];
+  return routes.flatMap((r, i) =>
+    r.rateLimit?.shared
+      ? [
+        `route ${
+          i + 1
+        } (${r.name}): rateLimit.shared needs cluster.redis; without it the limit is this instance's own`,
+      ]
+      : []
+  );
+}
+
 export function shadowWarnings(routes: readonly RouteConfig[]): string[] {
   return shadowed(routes).map(({ index, by }) =>
     `route ${index + 1} (${routes[index].name}) never matches: route ${by + 1} ` +
@@ -111,7 +143,9 @@ export const checkCommand: Command = {
     const routes = resolveRoutes(config);
     console.log(`# ${source}: OK\n${effectiveYaml(config)}`);
     console.log(`# routing table (the first route that matches wins):\n${routingTable(routes)}`);
-    for (const w of shadowWarnings(routes)) console.error(`lb: warning: ${w}`);
+    for (const w of [...shadowWarnings(routes), ...sharedLimitWarnings(config, routes)]) {
+      console.error(`lb: warning: ${w}`);
+    }
     return 0;
   },
 };

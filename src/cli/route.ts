@@ -156,7 +156,11 @@ export function describe(e: Explanation, from: string): string {
   row("response headers", rules(e.responseHeaders!));
   if (e.rateLimit) {
     const r = e.rateLimit;
-    row("rate limit", `${r.rate} per ${r.perMs}ms, burst ${r.burst}, by ${r.key} (${r.bucketKey})`);
+    const where = r.shared ? ", shared by the cluster" : "";
+    row(
+      "rate limit",
+      `${r.rate} per ${r.perMs}ms, burst ${r.burst}, by ${r.key} (${r.bucketKey})${where}`,
+    );
   }
   if (e.sticky) {
     const s = e.sticky;

@@ -31,7 +31,15 @@ export interface Explanation {
   path?: string;
   requestHeaders?: { set: Record<string, string>; remove: string[] };
   responseHeaders?: { set: Record<string, string>; remove: string[] };
-  rateLimit?: { rate: number; perMs: number; burst: number; key: string; bucketKey: string };
+  rateLimit?: {
+    rate: number;
+    perMs: number;
+    burst: number;
+    key: string;
+    bucketKey: string;
+    /** Kept in the cluster's Redis (`rateLimit.shared`). */
+    shared: boolean;
+  };
   sticky?: { cookie: string; sent: boolean; valid: boolean; server?: string };
   /** The server lb would send this request to now, and why that one. */
   server?: { id: string; url: string; state: string; why: string };
@@ -61,13 +69,13 @@ export function explain(pools: Pools, req: ExplainRequest): Explanation {
   out.requestHeaders = config.headers.request;
   out.responseHeaders = config.headers.response;
   if (config.rateLimit) {
-    const { rate, per, burst, key } = config.rateLimit;
+    const { rate, per, burst, key, shared } = config.rateLimit;
     const bucketKey = key === "ip"
       ? req.clientIp
       : key === "route"
       ? "(one bucket for the route)"
       : req.headers.get(key.slice(7)) ?? "";
-    out.rateLimit = { rate, perMs: per, burst, key, bucketKey };
+    out.rateLimit = { rate, perMs: per, burst, key, bucketKey, shared };
   }
   let why = `picked by ${pool.balancer.strategy.name}`;
   if (pool.sticky) {

@@ -32,11 +32,12 @@ export function clusterYaml(
   backends: string[],
   extra = "",
   instance = "i0",
+  health = "{ enabled: false }",
 ): string {
   return `listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
 log: { access: false, format: json }
-health: { enabled: false }
+health: ${health}
 backends:
 ${backends.map((u, i) => `  - { url: "${u}", name: backend-${i + 1} }`).join("\n")}
 cluster: { redis: "${redis}", name: t, instance: ${instance}, heartbeat: 200ms, memberTtl: 1s }
@@ -50,6 +51,8 @@ export async function startCluster(
     /** More backends at addresses nothing listens on (never contacted: no health checks). */
     idle?: number;
     extra?: string;
+    /** The `health` section (default: no checks). */
+    health?: string;
     redis?: RedisProcess;
   } = {},
 ): Promise<ClusterRig> {
@@ -67,7 +70,7 @@ export async function startCluster(
       (_, i) => `http://127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:9`,
     );
     const urls = [...backends.map((b) => b.url), ...idle];
-    const yaml = clusterYaml(redis.url, urls, opts.extra, `i${index}`);
+    const yaml = clusterYaml(redis.url, urls, opts.extra, `i${index}`, opts.health);
     const stateFile = `${dir}/lb-${index}.state.json`;
     const lb = startLb({ config: parseConfig(yaml), logger, stateFile });
     await lb.ready;

@@ -148,3 +148,30 @@ Deno.test("LB_CLUSTER_REDIS carries a password that lb.yaml need not hold; a wro
     await redis.close();
   }
 });
+
+Deno.test("lb check shows the cluster without its password, and warns about a shared limit with no cluster", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const routes = `backends: [{ url: "http://127.0.0.1:9001" }]
+routes:
+  - { name: api, match: { path: /api }, pool: default, rateLimit: { rate: 10, per: 1s, shared: true } }
+  - { pool: default }
+`;
+    await Deno.writeTextFile(`${dir}/lb.yaml`, routes);
+    const alone = await lb(["check", "--config", `${dir}/lb.yaml`]);
+    assert.equal(alone.code, 0);
+    assert.match(alone.stderr, /route 1 \(api\): rateLimit\.shared needs cluster\.redis/);
+    assert.match(alone.stdout, /limit 10\/1000ms by ip, shared/);
+    await Deno.writeTextFile(
+      `${dir}/lb.yaml`,
+      routes + `cluster: { redis: "redis://:hunter2hunter2@127.0.0.1:6379/0", name: eu }\n`,
+    );
+    const joined = await lb(["check", "--config", `${dir}/lb.yaml`]);
+    assert.equal(joined.code, 0, joined.stderr);
+    assert.equal(joined.stderr, "");
+    assert.match(joined.stdout, /redis: redis:\/\/:\(set\)@127\.0\.0\.1:6379\/0/);
+    assert.ok(!joined.stdout.includes("hunter2"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
