@@ -99,3 +99,31 @@ Deno.test("changes to different servers made at the same moment on two instances
     await rig.close();
   }
 });
+
+Deno.test("a sticky cookie set by one instance is honoured by the other: they share the generated secret", async () => {
+  const rig = await startCluster(2, { backends: 3, extra: "sticky: { cookie: lbsid }" });
+  try {
+    const [a, b] = rig.instances;
+    await untilConnected(rig.instances);
+    await until(
+      () => a.lb.pools.stickySecret === b.lb.pools.stickySecret,
+      "one secret on both",
+      5000,
+    );
+    const first = await fetch(a.url + "/");
+    const backend = (await first.json()).backend;
+    const cookie = first.headers.get("set-cookie")!.split(";")[0];
+    assert.match(cookie, /^lbsid=/);
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(b.url + "/", { headers: { cookie } });
+      assert.equal(
+        (await r.json()).backend,
+        backend,
+        "b sends the cookie's client to the same server",
+      );
+      assert.equal(r.headers.get("set-cookie"), null, "and keeps the cookie it knows");
+    }
+  } finally {
+    await rig.close();
+  }
+});
