@@ -32,6 +32,9 @@ export async function followParent(
     throw new Error(`unknown request "${type}"`);
   });
   await peer.ask("hello", { worker, pid: Deno.pid });
+  // A change saved between this worker's start (which read the state file) and its hello
+  // was not sent to it: read the state file once more now that it will hear of the next.
+  await lb.reload(reload, "joined the parent");
   return peer;
 }
 

@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { Peer } from "./peer.ts";
+import { Retired } from "./retired.ts";
 
 /** A server's counters in one process. */
 export interface ServerCounters {
@@ -45,8 +46,15 @@ export class WorkerHub implements WorkerTotals {
   readonly #dir: string;
   readonly #listener: Deno.Listener;
   readonly #peers = new Map<number, Peer>();
+  /** Each worker's last answers, kept for when it exits (retired.ts). */
+  readonly #last = new Map<
+    Peer,
+    { metrics?: unknown[]; counters?: Record<string, ServerCounters> }
+  >();
+  readonly #retired = new Retired();
   #totals = new Map<string, ServerCounters>();
   #accepting: Promise<void>;
+  #closing = false;
 
   private constructor(dir: string, readonly logger: Logger) {
     this.#dir = dir;
@@ -68,13 +76,19 @@ export class WorkerHub implements WorkerTotals {
   }
 
   async metrics(): Promise<unknown[][]> {
-    return (await this.#askAll("metrics", ASK_MS)) as unknown[][];
+    // Counters too, so what a worker that dies later had counted is known in both.
+    const [replies] = await Promise.all([this.#askAll("metrics", ASK_MS), this.refresh()]) as [
+      unknown[][],
+      void,
+    ];
+    const retired = this.#retired.metrics();
+    return retired ? [...replies, retired] : replies;
   }
 
   async refresh(): Promise<void> {
     const replies = (await this.#askAll("counters", ASK_MS)) as Record<string, ServerCounters>[];
     const totals = new Map<string, ServerCounters>();
-    for (const r of replies) {
+    for (const r of [...replies, Object.fromEntries(this.#retired.servers)]) {
       for (const [key, c] of Object.entries(r)) {
         const t = totals.get(key);
         if (!t) totals.set(key, { ...c });
@@ -107,6 +121,7 @@ export class WorkerHub implements WorkerTotals {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     try {
       this.#listener.close();
     } catch {
@@ -119,10 +134,13 @@ export class WorkerHub implements WorkerTotals {
   }
 
   /** Answers from every worker that answers in time (the others are left out). */
-  async #askAll(type: string, ms: number): Promise<unknown[]> {
-    const replies = await Promise.allSettled(
-      [...this.#peers.values()].map((p) => p.ask(type, {}, ms)),
-    );
+  async #askAll(type: "metrics" | "counters", ms: number): Promise<unknown[]> {
+    const replies = await Promise.allSettled([...this.#peers.values()].map(async (p) => {
+      const reply = await p.ask(type, {}, ms);
+      const last = this.#last.get(p);
+      if (last) last[type] = reply as never;
+      return reply;
+    }));
     return replies.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
   }
 
@@ -144,10 +162,15 @@ export class WorkerHub implements WorkerTotals {
       n = body.worker;
       this.#peers.get(n)?.close();
       this.#peers.set(n, peer);
+      this.#last.set(peer, {});
       return Promise.resolve("welcome");
     });
     void peer.done.then(() => {
       if (n !== undefined && this.#peers.get(n) === peer) this.#peers.delete(n);
+      const last = this.#last.get(peer);
+      this.#last.delete(peer);
+      // Its counts stay in the totals, so they never go down (retired.ts).
+      if (last && !this.#closing) this.#retired.add(last.metrics, last.counters);
     });
   }
 }

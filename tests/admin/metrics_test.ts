@@ -1,5 +1,6 @@
 /** GET /metrics: Prometheus text with conventional names, read through the admin listener. */
 import assert from "node:assert/strict";
+import { assertPromtoolClean } from "../_promtool.ts";
 import { type DemoBackend, startDemoBackend } from "../../backends/demo.ts";
 import { type Lb, startLb } from "../../src/lb.ts";
 import { createLogger } from "../../src/log.ts";
@@ -214,32 +215,6 @@ Deno.test("process metrics follow open sockets and memory; dropped underscore he
     await s.close();
   }
 });
-
-/** Fails unless `promtool check metrics` finds no problem in `text`. */
-async function assertPromtoolClean(text: string): Promise<void> {
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command("promtool", {
-      args: ["check", "metrics"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-  } catch (e) {
-    throw new Error(
-      `promtool is not installed (${
-        (e as Error).message
-      }); install the Debian package "prometheus" (.ci/run does)`,
-    );
-  }
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(text));
-  await w.close();
-  const out = await child.output();
-  const report = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, `promtool found problems:\n${report}`);
-  assert.equal(report.trim(), "", `promtool found problems:\n${report}`);
-}
 
 Deno.test("promtool check metrics finds no problem in lb's real /metrics output", async () => {
   const st = await start(2, { health: { enabled: true, interval: "50ms" } });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../../backends/demo.ts";
 import { freePort, until } from "../_stack.ts";
+import { assertPromtoolClean } from "../_promtool.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -173,18 +174,7 @@ Deno.test("--workers 2: /metrics and /api/servers add up both processes; a chang
     assert.equal(total(text, "lb_processes"), 2);
     const servers = (await (await fetch(`${lb.admin}/api/servers`)).json()).servers;
     assert.equal(servers.reduce((n: number, s: { requests: number }) => n + s.requests, 0), N);
-    // promtool accepts the added-up exposition.
-    const check = new Deno.Command("promtool", {
-      args: ["check", "metrics"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = check.stdin.getWriter();
-    await w.write(new TextEncoder().encode(text));
-    await w.close();
-    const checked = await check.output();
-    assert.equal(checked.code, 0, new TextDecoder().decode(checked.stderr));
+    await assertPromtoolClean(text); // promtool accepts the added-up exposition
     // A change is in effect in every process when the API answers: no waiting here.
     const patch = await fetch(`${lb.admin}/api/servers/b1`, {
       method: "PATCH",
@@ -204,7 +194,7 @@ Deno.test("--workers 2: /metrics and /api/servers add up both processes; a chang
   }
 });
 
-Deno.test("--workers 2: a worker killed with SIGKILL is started again; the parent killed takes its workers with it", async () => {
+Deno.test("--workers auto: a worker killed with SIGKILL is started again, its counts stay in the totals; the parent killed takes its workers with it", async () => {
   const b1 = await startDemoBackend({ port: 0, index: 1 });
   const lb = await serveWorkers("auto", [b1]);
   try {
@@ -214,6 +204,10 @@ Deno.test("--workers 2: a worker killed with SIGKILL is started again; the paren
       15_000,
     );
     const pids = await listeners(lb.port);
+    for (let i = 0; i < 40; i++) {
+      assert.equal((await fresh(`http://127.0.0.1:${lb.port}/`)).status, 200);
+    }
+    assert.equal(total(await lb.metrics(), "lb_requests_total"), 40);
     const worker = [...pids].find((p) => Number(p) !== lb.child.pid)!;
     Deno.kill(Number(worker), "SIGKILL");
     await until(
@@ -229,6 +223,15 @@ Deno.test("--workers 2: a worker killed with SIGKILL is started again; the paren
       "a new worker listening",
       15_000,
     );
+    // What the dead worker had counted stays in the totals: they never go down.
+    await until(
+      async () => total(await lb.metrics(), "lb_processes") === pids.size,
+      "all back",
+      10_000,
+    );
+    assert.equal(total(await lb.metrics(), "lb_requests_total"), 40);
+    const servers = (await (await fetch(`${lb.admin}/api/servers`)).json()).servers;
+    assert.equal(servers[0].requests, 40);
     assert.equal((await fresh(`http://127.0.0.1:${lb.port}/`)).status, 200);
     lb.child.kill("SIGKILL");
     await until(
