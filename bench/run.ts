@@ -87,6 +87,9 @@ Flags:
                       profile's path and where the time went
   -h, --help          show this help
 
+Environment: LB_BENCH_V8_FLAGS="--max-semi-space-size=8 …" runs every lb process with
+those V8 flags (for trying heap settings against the same peers).
+
 Needs wrk (Debian: apt-get install wrk). nginx and HAProxy are measured when installed
 (apt-get install nginx-light haproxy), the TLS targets when openssl is, HTTP/2 when h2load
 is (apt-get install openssl nghttp2-client); each is skipped with a note otherwise.
@@ -404,10 +407,12 @@ async function startLb(
     }),
   );
   const prof = o.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", o.cpuProfDir] : [];
+  const v8 = Deno.env.get("LB_BENCH_V8_FLAGS");
   const proc = procs.spawn(name, Deno.execPath(), [
     "run",
     "-A",
     ...prof,
+    ...(v8 ? [`--v8-flags=${v8.trim().split(/\s+/).join(",")}`] : []),
     "src/main.ts",
     "serve",
     "--config",
