@@ -35,7 +35,8 @@ export function plotSvg(results: TargetResult[], machine: string): string {
   const maxRps = Math.max(1, ...rows.map((r) => r.median!.requestsPerSec));
   const maxP99 = Math.max(0.001, ...rows.map((r) => r.median!.p99));
   const width = LABEL + 2 * PANEL + GAP + 60;
-  const height = TOP + rows.length * ROW + 40;
+  const foot = wrap(machine, 150);
+  const height = TOP + rows.length * ROW + 24 + 16 * foot.length;
   const x2 = LABEL + PANEL + GAP;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
@@ -66,6 +67,25 @@ export function plotSvg(results: TargetResult[], machine: string): string {
     );
     out.push(bar(x2, y, (m.p99 / maxP99) * PANEL, fill, m.p99.toFixed(2)));
   });
-  out.push(`<text x="10" y="${height - 14}" fill="#6b7280">${escape(machine)}</text>`, `</svg>`);
+  foot.forEach((line, i) => {
+    const y = TOP + rows.length * ROW + 24 + 16 * i;
+    out.push(`<text x="10" y="${y}" fill="#6b7280">${escape(line)}</text>`);
+  });
+  out.push(`</svg>`);
   return out.join("\n") + "\n";
+}
+
+/** `text` in lines of at most about `width` characters, broken after "; " or ", ". */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const part of text.split(/(?<=[;,] )/)) {
+    if (line && line.length + part.length > width) {
+      lines.push(line.trimEnd());
+      line = "";
+    }
+    line += part;
+  }
+  if (line) lines.push(line.trimEnd());
+  return lines;
 }
