@@ -28,14 +28,35 @@ export interface RedisProcess {
   close(): Promise<void>;
 }
 
-export async function startRedis(opts: { password?: string } = {}): Promise<RedisProcess> {
+export async function startRedis(
+  opts: { password?: string; tls?: { certFile: string; keyFile: string; caFile: string } } = {},
+): Promise<RedisProcess> {
   const port = freePort();
   const dir = await Deno.makeTempDir({ prefix: "lb-redis-" });
   let child: Deno.ChildProcess | undefined;
   const auth = opts.password ? ["-a", opts.password, "--no-auth-warning"] : [];
+  const tls = opts.tls;
+  // With TLS, the port speaks only TLS (the plaintext port is off).
+  const listen = tls
+    ? [
+      "--port",
+      "0",
+      "--tls-port",
+      String(port),
+      "--tls-cert-file",
+      tls.certFile,
+      "--tls-key-file",
+      tls.keyFile,
+      "--tls-ca-cert-file",
+      tls.caFile,
+      "--tls-auth-clients",
+      "no",
+    ]
+    : ["--port", String(port)];
+  const cliTls = tls ? ["--tls", "--cacert", tls.caFile] : [];
   const cli = async (...args: string[]) => {
     const out = await new Deno.Command("redis-cli", {
-      args: ["-h", "127.0.0.1", "-p", String(port), ...auth, ...args],
+      args: ["-h", "127.0.0.1", "-p", String(port), ...cliTls, ...auth, ...args],
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -44,8 +65,7 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Redi
   const start = async () => {
     child = new Deno.Command("redis-server", {
       args: [
-        "--port",
-        String(port),
+        ...listen,
         "--bind",
         "127.0.0.1",
         "--save",
@@ -83,7 +103,9 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Redi
   };
   await start();
   return {
-    url: `redis://${opts.password ? `:${opts.password}@` : ""}127.0.0.1:${port}/0`,
+    url: `${tls ? "rediss" : "redis"}://${
+      opts.password ? `:${opts.password}@` : ""
+    }127.0.0.1:${port}/0`,
     port,
     cli,
     stop,
