@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { startDemoBackend } from "../../backends/demo.ts";
 import { freePort, until } from "../_stack.ts";
 import { assertPromtoolClean } from "../_promtool.ts";
+import { spawnLb } from "./_cli.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -95,23 +96,15 @@ async function serveWorkers(n: string, backends: { url: string }[], extraArgs: s
     `listen: {port: ${port}}\nadmin: {port: ${adminPort}}\nlog: {access: false, format: json}\n` +
       `backends:\n${backends.map((b, i) => `  - {url: "${b.url}", name: b${i + 1}}`).join("\n")}\n`,
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}src/main.ts`, "serve", "--workers", n, ...extraArgs],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  const reading = (async () => {
-    for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) out += c;
-  })();
-  const err = new Response(child.stderr).text();
+  const { child, out, reading, errText } = spawnLb(
+    ["serve", "--config", `${dir}/lb.yaml`, "--workers", n, ...extraArgs],
+  );
   const admin = `http://127.0.0.1:${adminPort}`;
   return {
     port,
     admin,
     child,
-    out: () => out,
+    out,
     async metrics(): Promise<string> {
       return await (await fetch(`${admin}/metrics`)).text();
     },
@@ -124,7 +117,7 @@ async function serveWorkers(n: string, backends: { url: string }[], extraArgs: s
       const status = await child.status;
       await reading;
       await Deno.remove(dir, { recursive: true });
-      return { code: status.code, stderr: await err };
+      return { code: status.code, stderr: await errText };
     },
   };
 }
