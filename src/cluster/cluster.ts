@@ -106,6 +106,8 @@ export class Cluster implements ClusterLink {
   #clockOffset = 0;
   #listeners = new Set<(members: readonly string[]) => void>();
   #following: Promise<void> = Promise.resolve();
+  /** Problems with values in Redis already logged (each is logged once). */
+  #skipped = new Set<string>();
   /** Counters for the metrics: views applied, Redis errors. */
   readonly counts = { applied: 0, errors: 0, refused: 0 };
 
@@ -329,8 +331,6 @@ export class Cluster implements ClusterLink {
     this.#hasView = true;
     for (const [field, p] of this.#pending) if (p.rev <= rev) this.#pending.delete(field);
   }
-
-  #skipped = new Set<string>();
 
   /** A value in Redis that lb would not write: logged once, then ignored. */
   #skip(problem: string): void {
