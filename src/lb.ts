@@ -269,18 +269,11 @@ function build(opts: LbOptions): Parts {
   const logger = opts.logger ??
     createLogger({ format: resolveFormat(config.log.format), access: config.log.access });
   const tls = readUpstreamTls(base, opts.configSource);
-  for (const pool of resolvePools(base)) {
-    const key = pool.upstreamTls.key;
-    const warning = key && keyFileWarning(configRelative(key, opts.configSource));
-    if (warning) logger.event("tls", `warning: ${warning}`, { pool: pool.name, key });
-  }
+  warnAboutKeyFiles(base, opts.configSource, logger);
   const secret = applied.stickySecret ?? newStickySecret();
   // In a cluster, the link comes first: every pool and route shares health and limits over it.
-  const late = {} as Late;
-  const cluster = base.cluster && opts.cluster !== false
-    ? joinCluster(base, late, logger)
-    : undefined;
-  const sharing = cluster && clusterSharing(cluster, { logger });
+  const joined = base.cluster && opts.cluster !== false ? joinCluster(base, logger) : undefined;
+  const { cluster, sharing } = joined ?? {};
   const pools = new Pools(applied.pools.map((a) => a.pool), applied.routes, secret, tls, sharing);
   const certificates = new Certificates(logger);
   const websockets = new WebSockets(base.drainTimeout);
@@ -306,13 +299,7 @@ function build(opts: LbOptions): Parts {
   const ready = control.keepStickySecret(applied.stickySecret);
   const challenges = new ChallengeStore();
   const reloader = createReloader(control, metrics);
-  Object.assign(late, { control, reloader, metrics });
-  if (cluster) {
-    control.shared = cluster;
-    registerClusterMetrics(metrics.registry, cluster);
-    registerSharingMetrics(metrics.registry, sharing!);
-    cluster.onMembers(() => control.notify());
-  }
+  joined?.attach({ control, reloader, metrics });
   return {
     reloader,
     cluster,
@@ -333,6 +320,15 @@ function build(opts: LbOptions): Parts {
   };
 }
 
+/** Warns about upstream client key files that others may read. */
+function warnAboutKeyFiles(config: Config, source: string | undefined, logger: Logger): void {
+  for (const pool of resolvePools(config)) {
+    const key = pool.upstreamTls.key;
+    const warning = key && keyFileWarning(configRelative(key, source));
+    if (warning) logger.event("tls", `warning: ${warning}`, { pool: pool.name, key });
+  }
+}
+
 /** What the cluster reaches through once build() has made it (the cluster comes first). */
 interface Late {
   control: Control;
@@ -341,10 +337,27 @@ interface Late {
 }
 
 /**
- * This instance's part in the cluster: the shared view stands where the state file does
- * (the state file then mirrors it, for a restart while Redis is away).
+ * This instance's part in the cluster: the link and what is shared over it, made before the
+ * pools; `attach` wires it to the control, reloader and metrics made after them. The shared
+ * view then stands where the state file does (the state file mirrors it, for a restart while
+ * Redis is away).
  */
-function joinCluster(config: Config, late: Late, logger: Logger): Cluster {
+function joinCluster(config: Config, logger: Logger) {
+  const late = {} as Late;
+  const cluster = linkCluster(config, late, logger);
+  const sharing = clusterSharing(cluster, { logger });
+  const attach = (parts: Late) => {
+    Object.assign(late, parts);
+    parts.control.shared = cluster;
+    registerClusterMetrics(parts.metrics.registry, cluster);
+    registerSharingMetrics(parts.metrics.registry, sharing);
+    cluster.onMembers(() => parts.control.notify());
+  };
+  return { cluster, sharing, attach };
+}
+
+/** The cluster link, reaching the rest of lb through `late` once it is there. */
+function linkCluster(config: Config, late: Late, logger: Logger): Cluster {
   const url = clusterRedisUrl(config.cluster!);
   const startedAt = Date.now();
   return new Cluster(config.cluster!, url, {
@@ -408,27 +421,9 @@ function handle(parts: Parts, listeners: Listeners): Lb {
     : undefined;
   let stopping: Promise<boolean> | undefined;
   const { admin } = listeners;
-  const shutdown = async (graceMs: number) => {
-    listeners.acme?.manager.stop();
+  const shutdown = (graceMs: number) => {
     clearInterval(refresh);
-    const until = Date.now() + graceMs;
-    const stopped = listeners.traffic?.shutdown() ?? Promise.resolve();
-    const inTime = await withTimeout(stopped, graceMs);
-    // Deno.serve's shutdown closes upgraded connections with 1001 itself; any WebSocket
-    // still open after the grace is closed the same way.
-    while (parts.websockets.open.size > 0 && Date.now() < until) await delay(50);
-    for (const ws of parts.websockets.open.keys()) ws.close(1001, "lb is shutting down");
-    parts.websockets.open.clear();
-    parts.websockets.stop();
-    await parts.cluster?.stop();
-    control.close();
-    parts.certificates.close();
-    // The traffic listener had its grace above; what is still in flight there is cut.
-    await closeListeners({ ...listeners, traffic: undefined });
-    await parts.pools.close();
-    parts.sharing?.close();
-    parts.logger.flush();
-    return inTime;
+    return stop(parts, listeners, graceMs);
   };
   const reload = async (next: ConfigLoader, why: string) => {
     const r = await reloader.reload(next, why);
@@ -469,6 +464,32 @@ function handle(parts: Parts, listeners: Listeners): Lb {
     reload: (next, why = "reload") => reload(next, why),
     shutdown: (graceMs = config.shutdownTimeout) => stopping ??= shutdown(graceMs),
   };
+}
+
+/**
+ * Stops accepting, gives requests in flight (and WebSockets) `graceMs`, then closes the
+ * cluster link, the admin and redirect listeners, the pools; true when all finished in time.
+ */
+async function stop(parts: Parts, listeners: Listeners, graceMs: number): Promise<boolean> {
+  listeners.acme?.manager.stop();
+  const until = Date.now() + graceMs;
+  const stopped = listeners.traffic?.shutdown() ?? Promise.resolve();
+  const inTime = await withTimeout(stopped, graceMs);
+  // Deno.serve's shutdown closes upgraded connections with 1001 itself; any WebSocket
+  // still open after the grace is closed the same way.
+  while (parts.websockets.open.size > 0 && Date.now() < until) await delay(50);
+  for (const ws of parts.websockets.open.keys()) ws.close(1001, "lb is shutting down");
+  parts.websockets.open.clear();
+  parts.websockets.stop();
+  await parts.cluster?.stop();
+  parts.control.close();
+  parts.certificates.close();
+  // The traffic listener had its grace above; what is still in flight there is cut.
+  await closeListeners({ ...listeners, traffic: undefined });
+  await parts.pools.close();
+  parts.sharing?.close();
+  parts.logger.flush();
+  return inTime;
 }
 
 function delay(ms: number): Promise<void> {

@@ -45,64 +45,82 @@ export function startWorkers(
   channel: string,
   log: (message: string, fields: Record<string, unknown>) => void,
 ): Workers {
-  const children = new Map<number, Deno.ChildProcess>();
-  const exits: Promise<unknown>[] = [];
-  let stopping = false;
-  const spawn = (i: number, delay: number) => {
-    const { cmd, args: full } = selfCommand([
-      "serve",
-      ...args,
-      "--port",
-      String(port),
-      "--worker",
-      String(i),
-    ]);
-    const child = new Deno.Command(cmd, {
-      args: full,
+  const s = new Supervisor(args, port, channel, log);
+  for (let i = 1; i <= count; i++) s.spawn(i, FIRST_DELAY_MS);
+  return s;
+}
+
+/** The workers, each started again when it exits unexpectedly. */
+class Supervisor implements Workers {
+  readonly #children = new Map<number, Deno.ChildProcess>();
+  readonly #exits: Promise<unknown>[] = [];
+  readonly #restarts = new Set<ReturnType<typeof setTimeout>>();
+  #stopping = false;
+
+  constructor(
+    readonly args: string[],
+    readonly port: number,
+    readonly channel: string,
+    readonly log: (message: string, fields: Record<string, unknown>) => void,
+  ) {}
+
+  /** Starts worker `i`; should it die, it starts again after `delay` ms. */
+  spawn(i: number, delay: number): void {
+    const { args, port, channel } = this;
+    const self = selfCommand(["serve", ...args, "--port", String(port), "--worker", String(i)]);
+    const child = new Deno.Command(self.cmd, {
+      args: self.args,
       stdin: "null",
       stdout: "inherit",
       stderr: "inherit",
       env: { [CHANNEL_ENV]: channel },
     }).spawn();
-    children.set(i, child);
+    this.#children.set(i, child);
     const started = Date.now();
-    exits.push(child.status.then((s) => {
-      if (stopping) return;
-      const next = Date.now() - started > STABLE_MS ? FIRST_DELAY_MS : delay;
-      const how = s.signal ? `was killed by ${s.signal}` : `exited with ${s.code}`;
-      log(`worker ${i} (pid ${child.pid}) ${how}; starting it again in ${next / 1000}s`, {
-        worker: i,
-        pid: child.pid,
-        code: s.code,
-        signal: s.signal,
-      });
-      const timer = setTimeout(() => {
-        if (!stopping) spawn(i, Math.min(next * 2, MAX_DELAY_MS));
-      }, next);
-      restarts.add(timer);
-    }));
-  };
-  const restarts = new Set<ReturnType<typeof setTimeout>>();
-  for (let i = 1; i <= count; i++) spawn(i, FIRST_DELAY_MS);
-  const signal = (sig: Deno.Signal) => {
-    for (const c of children.values()) {
+    this.#exits.push(child.status.then((s) => this.#exited(i, child, s, started, delay)));
+  }
+
+  /** Logs an unexpected exit and schedules the restart (the delay doubles, up to 30 s). */
+  #exited(
+    i: number,
+    child: Deno.ChildProcess,
+    s: Deno.CommandStatus,
+    started: number,
+    delay: number,
+  ) {
+    if (this.#stopping) return;
+    const next = Date.now() - started > STABLE_MS ? FIRST_DELAY_MS : delay;
+    const how = s.signal ? `was killed by ${s.signal}` : `exited with ${s.code}`;
+    this.log(`worker ${i} (pid ${child.pid}) ${how}; starting it again in ${next / 1000}s`, {
+      worker: i,
+      pid: child.pid,
+      code: s.code,
+      signal: s.signal,
+    });
+    const timer = setTimeout(() => {
+      this.#restarts.delete(timer);
+      if (!this.#stopping) this.spawn(i, Math.min(next * 2, MAX_DELAY_MS));
+    }, next);
+    this.#restarts.add(timer);
+  }
+
+  signal(sig: Deno.Signal): void {
+    for (const c of this.#children.values()) {
       try {
         c.kill(sig);
       } catch {
         // already exited
       }
     }
-  };
-  return {
-    signal,
-    async stop(sig) {
-      stopping = true;
-      for (const t of restarts) clearTimeout(t);
-      signal(sig);
-      await Promise.all([...children.values()].map((c) => c.status));
-      await Promise.all(exits);
-    },
-  };
+  }
+
+  async stop(sig: Deno.Signal): Promise<void> {
+    this.#stopping = true;
+    for (const t of this.#restarts) clearTimeout(t);
+    this.signal(sig);
+    await Promise.all([...this.#children.values()].map((c) => c.status));
+    await Promise.all(this.#exits);
+  }
 }
 
 /** The parent's flags for its workers: everything but --workers N / --workers=N and --port. */

@@ -23,13 +23,18 @@ Deno.test("members: listed with version, uptime and rate; a killed one disappear
   const two = await startLbProcess(yaml(redis.url, backend.url, "two"));
   try {
     for (let i = 0; i < 30; i++) await (await fetch(two.url + "/")).body?.cancel();
+    // two's key carries its rate over the last heartbeat and its count: wait for both to
+    // have shown (a beat may fall in the middle of the 30 requests).
+    let sawRate = false;
     const listed = await until(
       async () => {
         const r = await call(one.admin, "GET", "/api/cluster");
-        const m = r.json.members as { id: string; requestRate: number }[];
-        return m.length === 2 && m.find((x) => x.id === "two")!.requestRate > 0 && r.json;
+        const m = r.json.members as { id: string; requestRate: number; requests: number }[];
+        const two = m.find((x) => x.id === "two");
+        sawRate ||= (two?.requestRate ?? 0) > 0;
+        return m.length === 2 && sawRate && two!.requests === 30 && r.json;
       },
-      "both members, two with a request rate",
+      "both members, two with a request rate and its 30 requests",
       10_000,
     );
     assert.deepEqual(listed.members.map((m: { id: string }) => m.id), ["one", "two"]);
