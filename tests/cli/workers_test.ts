@@ -134,6 +134,27 @@ async function fresh(url: string): Promise<{ status: number; backend?: string }>
   }
 }
 
+/** The servers' requests summed in the first snapshot of a fresh /events stream. */
+async function snapshotRequests(admin: string): Promise<number> {
+  const res = await fetch(`${admin}/events`);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  try {
+    for (;;) {
+      const m = /^event: snapshot\ndata: (.*)\n\n/m.exec(buf);
+      if (m) {
+        const servers = JSON.parse(m[1]).servers as { requests: number }[];
+        return servers.reduce((n, s) => n + s.requests, 0);
+      }
+      const { value, done } = await reader.read();
+      if (done) throw new Error("/events ended before its snapshot");
+      buf += value;
+    }
+  } finally {
+    await reader.cancel();
+  }
+}
+
 /** The sum of every sample of `name` in a Prometheus text. */
 function total(text: string, name: string): number {
   let n = 0;
@@ -168,6 +189,8 @@ Deno.test("--workers 2: /metrics and /api/servers add up both processes; a chang
     const servers = (await (await fetch(`${lb.admin}/api/servers`)).json()).servers;
     assert.equal(servers.reduce((n: number, s: { requests: number }) => n + s.requests, 0), N);
     await assertPromtoolClean(text); // promtool accepts the added-up exposition
+    // /events (and so the dashboard) shows the same totals, at most a second late.
+    await until(async () => (await snapshotRequests(lb.admin)) === N, "the /events totals", 5000);
     // A change is in effect in every process when the API answers: no waiting here.
     const patch = await fetch(`${lb.admin}/api/servers/b1`, {
       method: "PATCH",
