@@ -14,6 +14,7 @@ import type { WebSocketCounts, WebSockets } from "../proxy/websocket.ts";
 import { registerProcessMetrics } from "./metrics_process.ts";
 import { registerServerMetrics } from "./metrics_servers.ts";
 import { totalsText } from "./metrics_totals.ts";
+import { RequestSeries } from "./metrics_requests.ts";
 const METHODS = new Set([
   "GET",
   "HEAD",
@@ -72,10 +73,8 @@ export interface MetricsOptions {
   others?: () => Promise<unknown[][]>;
 }
 
-interface RequestChildren {
-  requests: client.Counter.Internal;
-  duration: client.Histogram.Internal<"pool" | "route" | "backend">;
-}
+/** `code_class` by status / 100 (no string is built per request). */
+const CODE_CLASSES = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 export function createMetrics(opts: MetricsOptions): LbMetrics {
   const registry = new client.Registry();
@@ -143,20 +142,12 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
       this.set({ version }, 1);
     },
   });
-  const requests = new client.Counter({
-    name: "lb_requests_total",
-    help: "Requests answered, by pool and route (none: no route matched), the backend that " +
-      "answered (none: no backend was tried), method and status class.",
-    labelNames: ["pool", "route", "backend", "method", "code_class"] as const,
-    registers,
-  });
-  const duration = new client.Histogram({
-    name: "lb_request_duration_seconds",
-    help: "Time from receiving a request to sending the last byte of its answer, by pool, " +
-      "route and backend.",
-    labelNames: ["pool", "route", "backend"] as const,
-    buckets: DURATION_BUCKETS,
-    registers,
+  const series = new RequestSeries(DURATION_BUCKETS);
+  series.register(registry, {
+    requests: "Requests answered, by pool and route (none: no route matched), the backend " +
+      "that answered (none: no backend was tried), method and status class.",
+    duration: "Time from receiving a request to sending the last byte of its answer, by " +
+      "pool, route and backend.",
   });
   const poolChildren = tryCounters(registers);
   const dropped = new client.Counter({
@@ -173,30 +164,18 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
     labelNames: ["route"] as const,
     registers,
   });
-  const children = new Map<string, RequestChildren>();
   const fivexx = new Map<string, number>();
-  const child = (rec: RequestRecord, method: string, codeClass: string) => {
-    const pool = rec.pool ?? "none";
-    const route = rec.route ?? "none";
-    const backend = rec.backend ?? "none";
-    const key = `${pool}\n${route}\n${backend}\n${method}\n${codeClass}`;
-    let c = children.get(key);
-    if (!c) {
-      // Bounded: routes × their pool's backends × 10 methods × 5 classes.
-      c = {
-        requests: requests.labels({ pool, route, backend, method, code_class: codeClass }),
-        duration: duration.labels({ pool, route, backend }),
-      };
-      children.set(key, c);
-    }
-    return c;
-  };
   return {
     observe(rec: RequestRecord) {
       const method = METHODS.has(rec.method) ? rec.method : "OTHER";
-      const c = child(rec, method, `${Math.floor(rec.status / 100)}xx`);
-      c.requests.inc();
-      c.duration.observe(rec.durationMs / 1000);
+      const c = series.cells(
+        rec.pool ?? "none",
+        rec.route ?? "none",
+        rec.backend ?? "none",
+        method,
+        CODE_CLASSES[Math.floor(rec.status / 100)] ?? "other",
+      );
+      series.observe(c, rec.durationMs / 1000);
       if (rec.tries > 0) {
         const p = poolChildren(rec.pool ?? "none");
         p.tries.inc(rec.tries);
