@@ -14,7 +14,7 @@
  * if (r.owner(ownershipKey("web", "10.0.0.7:80")) === link.self) { … check it … }
  * ```
  */
-import { hash32 } from "../balancing/strategies/_murmur3.ts";
+import { hash32, hashInt32 } from "../balancing/strategies/_murmur3.ts";
 
 /**
  * The key of one backend: its pool's name and its id. Pool names have no `/`
@@ -50,7 +50,7 @@ export class Rendezvous {
     let best = -1;
     let bestScore = -1;
     for (let i = 0; i < seeds.length; i++) {
-      const s = score(h, seeds[i]);
+      const s = hashInt32(h, seeds[i]);
       if (s > bestScore) {
         bestScore = s;
         best = i;
@@ -63,21 +63,4 @@ export class Rendezvous {
 /** The owner of `key` among `members` (a one-off; keep a {@link Rendezvous} for many keys). */
 export function ownerOf(key: string, members: readonly string[]): string | undefined {
   return new Rendezvous(members).owner(key);
-}
-
-/** MurmurHash3 (x86_32) of the one 32-bit block `h`, seeded with the member's hash. */
-function score(h: number, seed: number): number {
-  let k = Math.imul(h, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, 0x1b873593);
-  let x = seed ^ k;
-  x = (x << 13) | (x >>> 19);
-  x = (Math.imul(x, 5) + 0xe6546b64) | 0;
-  x ^= 4;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
 }

@@ -17,8 +17,22 @@ export function hash32(s: string, seed = 0): number {
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
   }
   if (i < n) h ^= mixK(s.charCodeAt(i));
-  h ^= n * 2;
-  // fmix32: the final avalanche.
+  return fmix32(h ^ (n * 2));
+}
+
+/**
+ * MurmurHash3 (x86_32) of one 32-bit block `k` (4 bytes long) under `seed`: for hashing a
+ * number already hashed, such as rendezvous scores (cluster/ownership.ts), without a string.
+ */
+export function hashInt32(k: number, seed: number): number {
+  let h = seed ^ mixK(k);
+  h = (h << 13) | (h >>> 19);
+  h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  return fmix32(h ^ 4);
+}
+
+/** fmix32: the final avalanche. */
+function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
