@@ -21,7 +21,7 @@
  * through this instance's own API would.
  */
 import { hostname } from "node:os";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
 import type { ClusterConfig } from "../config/cluster.ts";
 import type { Config } from "../config/schema.ts";
 import type { StateOverlay } from "../control/state_file.ts";
@@ -85,8 +85,11 @@ export class Cluster implements ClusterLink {
   readonly store: RedisView;
   readonly #host: ClusterHost;
   readonly #config: ClusterConfig;
-  readonly #cmd: Redis;
-  readonly #follower: Redis;
+  readonly #url: string;
+  /** The command connection and the one that waits in XREAD; made by start(). */
+  #cmd: Redis | undefined;
+  #follower: Redis | undefined;
+  #opening: Promise<void> = Promise.resolve();
   readonly #roster: Members;
   #view: View = new Map();
   #epoch: string | undefined;
@@ -118,6 +121,17 @@ export class Cluster implements ClusterLink {
     this.self = config.instance ?? `${hostname()}-${Deno.pid}`;
     this.store = new RedisView(this.prefix);
     this.#roster = new Members(this.prefix, this.self, config.memberTtl);
+    this.#url = url;
+  }
+
+  /**
+   * Makes both connections and starts connecting. ioredis is loaded here, not at lb's start:
+   * it and the Node compatibility layer it pulls in cost about 25 MB, which an lb without a
+   * cluster should not pay.
+   */
+  async #open(): Promise<void> {
+    const { Redis } = await import("ioredis");
+    if (this.#closed) return;
     const options: RedisOptions = {
       lazyConnect: true,
       enableOfflineQueue: false,
@@ -126,33 +140,34 @@ export class Cluster implements ClusterLink {
       commandTimeout: COMMAND_TIMEOUT_MS,
       retryStrategy: (n) => Math.min(100 * 2 ** n, 2000),
     };
-    this.#cmd = new Redis(url, options);
-    this.#follower = new Redis(url, {
+    const cmd = this.#cmd = new Redis(this.#url, options);
+    const follower = this.#follower = new Redis(this.#url, {
       ...options,
       commandTimeout: FOLLOW_BLOCK_MS + COMMAND_TIMEOUT_MS,
     });
-    this.#cmd.on("error", (e: Error) => this.#lastError = e.message);
-    this.#follower.on("error", () => {});
-    this.#cmd.on("ready", () => this.#resync("connected to Redis"));
-    this.#cmd.on("close", () => this.#down());
+    cmd.on("error", (e: Error) => this.#lastError = e.message);
+    follower.on("error", () => {});
+    cmd.on("ready", () => this.#resync("connected to Redis"));
+    cmd.on("close", () => this.#down());
+    cmd.connect().catch(() => {}); // retried by ioredis; #down logs it
+    follower.connect().catch(() => {});
   }
 
-  #url: () => string = () => "";
+  #trafficUrl: () => string = () => "";
 
   /**
    * Connects (in the background: lb serves at once with its state file's view); `url` is the
    * traffic listener's, for the member list.
    */
   start(url: () => string): void {
-    this.#url = url;
-    this.#cmd.connect().catch(() => {}); // retried by ioredis; #down logs it
-    this.#follower.connect().catch(() => {});
+    this.#trafficUrl = url;
+    this.#opening = this.#open().catch((e) => void (this.#lastError = (e as Error).message));
     this.#following = this.#follow();
     this.#beat = setInterval(() => void this.#heartbeat(), this.#config.heartbeat);
   }
 
   redis(): Redis | undefined {
-    return this.#cmd.status === "ready" ? this.#cmd : undefined;
+    return this.#cmd?.status === "ready" ? this.#cmd : undefined;
   }
 
   members(): readonly string[] {
@@ -244,10 +259,11 @@ export class Cluster implements ClusterLink {
   async stop(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#beat);
+    await this.#opening;
     const redis = this.redis();
     if (redis) await this.#roster.leave(redis).catch(() => {});
-    this.#cmd.disconnect();
-    this.#follower.disconnect();
+    this.#cmd?.disconnect();
+    this.#follower?.disconnect();
     await this.#following;
     await this.#chain;
   }
@@ -353,13 +369,14 @@ export class Cluster implements ClusterLink {
   /** Follows the change stream until stopped. */
   async #follow(): Promise<void> {
     while (!this.#closed) {
-      if (!this.#synced || this.#follower.status !== "ready") {
+      const follower = this.#follower;
+      if (!this.#synced || follower?.status !== "ready") {
         await delay(100);
         continue;
       }
       let changes: Change[];
       try {
-        changes = await this.store.follow(this.#follower, this.#streamId, FOLLOW_BLOCK_MS);
+        changes = await this.store.follow(follower, this.#streamId, FOLLOW_BLOCK_MS);
       } catch {
         if (!this.#closed) await delay(200);
         continue;
@@ -398,7 +415,7 @@ export class Cluster implements ClusterLink {
   async #heartbeat(): Promise<void> {
     const redis = this.redis();
     if (!redis || !this.#synced || this.#closed) return;
-    const info = { ...await this.#host.info(), url: this.#url() };
+    const info = { ...await this.#host.info(), url: this.#trafficUrl() };
     const now = Date.now();
     const seconds = Math.max((now - this.#lastBeat.at) / 1000, 0.001);
     const rate = Math.max(0, (info.requests - this.#lastBeat.requests) / seconds);

@@ -7,7 +7,13 @@
  * lb polls the order itself instead of using acme-client's `auto()` and `waitForValidStatus`,
  * whose sleeps nothing can cancel: here every wait ends when the order's signal aborts.
  */
-import * as acme from "acme-client";
+import type * as acme from "acme-client";
+
+/**
+ * acme-client, loaded on the first order: it and the Node compatibility layer it pulls in
+ * cost about 30 MB of memory, which an lb without ACME should not pay.
+ */
+const acmeClient = () => import("acme-client");
 import type { AcmeAccount } from "./_acme_store.ts";
 import type { PemPair } from "./cert_info.ts";
 
@@ -55,12 +61,13 @@ export async function orderCertificate(o: OrderOptions): Promise<PemPair> {
       identifiers: o.domains.map((value) => ({ type: "dns", value })),
     });
     const ready = await validate(client, order, o);
-    const [key, csr] = await acme.crypto.createCsr(
+    const { crypto } = await acmeClient();
+    const [key, csr] = await crypto.createCsr(
       {
         commonName: o.domains[0].length <= 64 ? o.domains[0] : undefined,
         altNames: [...o.domains],
       },
-      await acme.crypto.createPrivateEcdsaKey(),
+      await crypto.createPrivateEcdsaKey(),
     );
     const finalized = await client.finalizeOrder(ready, csr);
     const done = await waitWhile(client, finalized, ["ready", "processing"], o);
@@ -78,8 +85,9 @@ export async function orderCertificate(o: OrderOptions): Promise<PemPair> {
 /** A client for the account: the stored one, or a newly registered (and saved) one. */
 async function accountClient(o: OrderOptions, http: Deno.HttpClient): Promise<acme.Client> {
   const stored = o.account?.directory === o.directory ? o.account : undefined;
-  const key = stored?.key ?? (await acme.crypto.createPrivateEcdsaKey()).toString();
-  const client = new acme.Client({ directoryUrl: o.directory, accountKey: key });
+  const lib = await acmeClient();
+  const key = stored?.key ?? (await lib.crypto.createPrivateEcdsaKey()).toString();
+  const client = new lib.Client({ directoryUrl: o.directory, accountKey: key });
   sendWithFetch(client, http, o);
   // newAccount with a known key returns that account (RFC 8555 §7.3.1), so asking every time
   // costs a request or two and survives a CA that forgot the account. acme-client then sends
