@@ -178,8 +178,8 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
       series.observe(c, rec.durationMs / 1000);
       if (rec.tries > 0) {
         const p = poolChildren(rec.pool ?? "none");
-        p.tries.inc(rec.tries);
-        if (rec.tries > 1) p.retries.inc(rec.tries - 1);
+        p.tries += rec.tries;
+        if (rec.tries > 1) p.retries += rec.tries - 1;
       }
       if (rec.droppedHeaders) dropped.inc({ reason: "underscore" }, rec.droppedHeaders);
       // lb's own error answers carry rec.error; the pool already counted those failures.
@@ -196,30 +196,32 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
 
 /** Tries and retries by pool, through label children cached by pool name. */
 function tryCounters(registers: client.Registry[]) {
-  const tries = new client.Counter({
-    name: "lb_upstream_tries_total",
-    help: "Requests sent to backends, counting each retry, by pool.",
-    labelNames: ["pool"] as const,
-    registers,
-  });
-  const retries = new client.Counter({
-    name: "lb_retries_total",
-    help: "Tries beyond the first for a request, by pool.",
-    labelNames: ["pool"] as const,
-    registers,
-  });
-  const perPool = new Map<
-    string,
-    { tries: client.Counter.Internal; retries: client.Counter.Internal }
-  >();
+  // Plain numbers per pool, handed to prom-client when it scrapes (no label work per request).
+  const perPool = new Map<string, { tries: number; retries: number }>();
+  const counter = (
+    name: string,
+    help: string,
+    read: (c: { tries: number; retries: number }) => number,
+  ) =>
+    new client.Counter({
+      name,
+      help,
+      labelNames: ["pool"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [pool, c] of perPool) this.inc({ pool }, read(c));
+      },
+    });
+  counter(
+    "lb_upstream_tries_total",
+    "Requests sent to backends, counting each retry, by pool.",
+    (c) => c.tries,
+  );
+  counter("lb_retries_total", "Tries beyond the first for a request, by pool.", (c) => c.retries);
   const poolChildren = (pool: string) => {
     let c = perPool.get(pool);
-    if (!c) {
-      c = { tries: tries.labels({ pool }), retries: retries.labels({ pool }) };
-      c.tries.inc(0);
-      c.retries.inc(0);
-      perPool.set(pool, c);
-    }
+    if (!c) perPool.set(pool, c = { tries: 0, retries: 0 });
     return c;
   };
   return poolChildren;
