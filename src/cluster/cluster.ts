@@ -90,6 +90,8 @@ export class Cluster implements ClusterLink {
   #cmd: Redis | undefined;
   #follower: Redis | undefined;
   #opening: Promise<void> = Promise.resolve();
+  /** The traffic listener's URL, for the member list (given to start()). */
+  #trafficUrl: () => string = () => "";
   readonly #roster: Members;
   #view: View = new Map();
   #epoch: string | undefined;
@@ -152,8 +154,6 @@ export class Cluster implements ClusterLink {
     cmd.connect().catch(() => {}); // retried by ioredis; #down logs it
     follower.connect().catch(() => {});
   }
-
-  #trafficUrl: () => string = () => "";
 
   /**
    * Connects (in the background: lb serves at once with its state file's view); `url` is the
