@@ -261,9 +261,7 @@ function build(opts: LbOptions): Parts {
   const base = opts.config;
   const token = resolveAdminToken(base);
   assertAdminSafe(base, token);
-  const stateFile = opts.stateFile === false
-    ? undefined
-    : opts.stateFile ?? resolveStateFilePath(base, opts.configSource);
+  const stateFile = stateFileOf(opts);
   const applied = applyStateFile(base, stateFile ? readStateFile(stateFile) : undefined);
   const config = base;
   const logger = opts.logger ??
@@ -318,6 +316,12 @@ function build(opts: LbOptions): Parts {
     source: opts.configSource,
     websockets,
   };
+}
+
+/** Where admin API changes are kept: the option, else resolveStateFilePath's answer. */
+function stateFileOf(opts: LbOptions): string | undefined {
+  if (opts.stateFile === false) return undefined;
+  return opts.stateFile ?? resolveStateFilePath(opts.config, opts.configSource);
 }
 
 /** Warns about upstream client key files that others may read. */

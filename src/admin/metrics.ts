@@ -133,15 +133,7 @@ export function createMetrics(opts: MetricsOptions): LbMetrics {
 /** The metrics each finished request updates, through label children cached by key. */
 function registerRequestMetrics(registry: client.Registry, version: string) {
   const registers = [registry];
-  new client.Gauge({
-    name: "lb_build_info",
-    help: "Always 1; the labels say which lb is running.",
-    labelNames: ["version"],
-    registers,
-    collect() {
-      this.set({ version }, 1);
-    },
-  });
+  registerBuildInfo(registry, version);
   const series = new RequestSeries(DURATION_BUCKETS);
   series.register(registry, {
     requests: "Requests answered, by pool and route (none: no route matched), the backend " +
@@ -195,6 +187,19 @@ function registerRequestMetrics(registry: client.Registry, version: string) {
 }
 
 /** Tries and retries by pool, through label children cached by pool name. */
+/** `lb_build_info{version}`: always 1. */
+function registerBuildInfo(registry: client.Registry, version: string): void {
+  new client.Gauge({
+    name: "lb_build_info",
+    help: "Always 1; the labels say which lb is running.",
+    labelNames: ["version"],
+    registers: [registry],
+    collect() {
+      this.set({ version }, 1);
+    },
+  });
+}
+
 function tryCounters(registers: client.Registry[]) {
   // Plain numbers per pool, handed to prom-client when it scrapes (no label work per request).
   const perPool = new Map<string, { tries: number; retries: number }>();

@@ -59,30 +59,8 @@ export async function runLbUntilSignal(
   const signalled = stopSignal();
   const stopReloads = followReloads(lb, run, logger);
   await lb.ready;
-  const pools = lb.pools.list.map((p) =>
-    `${p.name === "default" ? "" : `${p.name}: `}${p.balancer.strategy.name}, ` +
-    `${p.servers.servers.length} backends`
-  );
-  const routes = lb.pools.router.routes.length;
-  const what = `${pools.join("; ")}${lb.pools.size > 1 ? `; ${routes} routes` : ""}`;
-  const url = lb.url || "(HTTPS once the ACME certificate is issued)";
-  logger.event("listen", `lb traffic listening on ${url} (${what}, config: ${source})`, {
-    listener: "traffic",
-    url: lb.url,
-  });
+  logListening(lb, source, logger);
   if (!run.worker) logWarnings(lb, logger); // a worker's parent has said them
-  if (lb.redirectUrl) {
-    logger.event("listen", `lb redirecting ${lb.redirectUrl} to https`, {
-      listener: "redirect",
-      url: lb.redirectUrl,
-    });
-  }
-  if (lb.adminUrl) {
-    logger.event("listen", `lb admin listening on ${lb.adminUrl}`, {
-      listener: "admin",
-      url: lb.adminUrl,
-    });
-  }
   run.onStarted?.(lb);
   const signal = await signalled;
   stopReloads();
@@ -147,5 +125,32 @@ function logWarnings(lb: Lb, logger: Logger): void {
   const routes = lb.pools.router.routes.map((r) => r.config);
   for (const w of [...shadowWarnings(routes), ...sharedLimitWarnings(lb.config, routes)]) {
     logger.event("config", `warning: ${w}`);
+  }
+}
+
+/** One line per listener with its URL (tests and scripts read them), the traffic one first. */
+function logListening(lb: Lb, source: string, logger: Logger): void {
+  const pools = lb.pools.list.map((p) =>
+    `${p.name === "default" ? "" : `${p.name}: `}${p.balancer.strategy.name}, ` +
+    `${p.servers.servers.length} backends`
+  );
+  const routes = lb.pools.router.routes.length;
+  const what = `${pools.join("; ")}${lb.pools.size > 1 ? `; ${routes} routes` : ""}`;
+  const url = lb.url || "(HTTPS once the ACME certificate is issued)";
+  logger.event("listen", `lb traffic listening on ${url} (${what}, config: ${source})`, {
+    listener: "traffic",
+    url: lb.url,
+  });
+  if (lb.redirectUrl) {
+    logger.event("listen", `lb redirecting ${lb.redirectUrl} to https`, {
+      listener: "redirect",
+      url: lb.redirectUrl,
+    });
+  }
+  if (lb.adminUrl) {
+    logger.event("listen", `lb admin listening on ${lb.adminUrl}`, {
+      listener: "admin",
+      url: lb.adminUrl,
+    });
   }
 }

@@ -46,6 +46,17 @@ Example:
   lb serve --strategy least-conn --backend http://127.0.0.1:9001 --backend http://127.0.0.1:9002
 `;
 
+/** `--workers N` (1-64) or `auto` (one per core); more than one needs Linux. */
+function workersFlag(value: string | undefined, command: string): number {
+  const workers = value === "auto"
+    ? Math.min(64, Math.max(1, navigator.hardwareConcurrency))
+    : intFlag(value, "--workers", command, 1, 64) ?? 1;
+  if (workers > 1 && Deno.build.os !== "linux") {
+    throw new UsageError("--workers needs Linux (SO_REUSEPORT spreads connections there)", command);
+  }
+  return workers;
+}
+
 /** Parses serve's flags into config overrides (shared with `demo`). */
 export function parseServeFlags(
   args: string[],
@@ -91,12 +102,7 @@ export function parseServeFlags(
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together", command);
   }
-  const workers = values.workers === "auto"
-    ? Math.min(64, Math.max(1, navigator.hardwareConcurrency))
-    : intFlag(values.workers, "--workers", command, 1, 64) ?? 1;
-  if (workers > 1 && Deno.build.os !== "linux") {
-    throw new UsageError("--workers needs Linux (SO_REUSEPORT spreads connections there)", command);
-  }
+  const workers = workersFlag(values.workers, command);
   return {
     configPath: values.config,
     watch: values.watch ?? false,
