@@ -19,7 +19,7 @@ import {
 } from "./control/reload.ts";
 import { readStateFile, resolveStateFilePath } from "./control/state_file.ts";
 import { createLogger, type Logger, type RequestRecord, resolveFormat } from "./log.ts";
-import { createTrafficApp } from "./proxy/handler.ts";
+import { createTrafficHandler } from "./proxy/handler.ts";
 import { WebSockets } from "./proxy/websocket.ts";
 import { readUpstreamTls } from "./proxy/upstream_tls.ts";
 import { Pools } from "./routing/pools.ts";
@@ -140,7 +140,7 @@ export function startLb(opts: LbOptions): Lb {
   const parts = build(opts);
   const { config, logger, pools } = parts;
   const onRequest = opts.onRequest;
-  const traffic = createTrafficApp({
+  const traffic = createTrafficHandler({
     config,
     pools,
     logger,
@@ -152,7 +152,7 @@ export function startLb(opts: LbOptions): Lb {
   });
   let started: Listeners;
   try {
-    started = startListeners(parts, traffic.fetch, opts.reusePort);
+    started = startListeners(parts, traffic, opts.reusePort);
   } catch (e) {
     parts.certificates.close();
     void pools.close();

@@ -12,7 +12,7 @@ import { upstreamRequestHeaders } from "./headers.ts";
 import { BodySource } from "./request_body.ts";
 import { route } from "./route.ts";
 
-/** Deno.serve's handler info, as Hono hands it to us in `c.env`. */
+/** Deno.serve's handler info (the client's address). */
 export type ConnInfo = { remoteAddr: Deno.NetAddr };
 
 const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;

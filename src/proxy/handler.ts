@@ -8,7 +8,6 @@
  * `forward` below is the retry loop that ties them together: a failed try goes to another
  * server, after a backoff and within the retry budget, while the failure table allows it.
  */
-import { Hono } from "hono";
 import { admit, type ConnInfo } from "./admit.ts";
 import { releaseRetry, tryOnce } from "./attempt.ts";
 import { choose } from "./choose.ts";
@@ -56,7 +55,7 @@ async function forward(px: ProxyContext, f: Flight): Promise<Response> {
     }
     return f.last ? fail(px, f, f.last.failure, f.last.server) : fail(px, f, noServer(pool));
   } catch (e) {
-    // A bug, not a request outcome: still count the request out before Hono answers 500.
+    // A bug, not a request outcome: still count the request out before the 500.
     f.leave();
     throw e;
   } finally {
@@ -77,15 +76,25 @@ async function waitToRetry(px: ProxyContext, f: Flight, attempt: number): Promis
   return true;
 }
 
-/** The traffic app: one catch-all route to the proxy handler. */
-export function createTrafficApp(deps: TrafficDeps): Hono {
+/**
+ * The traffic listener's handler: every request goes to the proxy handler; a bug in it (a
+ * throw, not a request outcome) is logged in one line and answered 500 with lb's JSON error.
+ * A plain `Deno.serve` handler rather than a Hono app: with one catch-all route Hono only
+ * dispatched, and its context objects were ~2 KB of garbage per request (the admin listener,
+ * which has routes, keeps Hono).
+ */
+export function createTrafficHandler(deps: TrafficDeps): Deno.ServeHandler<Deno.NetAddr> {
   const handle = createProxyHandler(deps);
-  const app = new Hono();
-  app.all("*", (c) => handle(c.req.raw, c.env as ConnInfo));
-  app.onError((err, c) => {
+  const onError = (err: unknown, req: Request): Response => {
     deps.logger.error(`unexpected error: ${err instanceof Error ? err.message : String(err)}`);
-    const id = c.req.header("x-request-id") ?? "-";
+    const id = req.headers.get("x-request-id") ?? "-";
     return errorResponse(500, "internal", "lb failed to handle this request", id);
-  });
-  return app;
+  };
+  return (req, info) => {
+    try {
+      return handle(req, info).catch((e) => onError(e, req));
+    } catch (e) {
+      return onError(e, req);
+    }
+  };
 }
