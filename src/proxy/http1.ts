@@ -62,8 +62,15 @@ const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 // deno-lint-ignore no-control-regex
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
 
+const decoder = new TextDecoder();
+
 /** Bytes as a string, one char per byte (latin1), as HTTP/1.1 field values are. */
 export function latin1(bytes: Uint8Array): string {
+  // All-ASCII bytes (nearly every head) decode natively, 4× faster than fromCharCode; a byte
+  // above 0x7F either joins a multi-byte sequence (fewer chars than bytes) or becomes U+FFFD,
+  // so either shows and the bytes are mapped one by one instead.
+  const ascii = decoder.decode(bytes);
+  if (ascii.length === bytes.length && !ascii.includes("\uFFFD")) return ascii;
   let s = "";
   for (let i = 0; i < bytes.length; i += 8192) {
     s += String.fromCharCode.apply(
@@ -153,7 +160,9 @@ function parseFields(lines: string[]): Fields {
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) throw new ProtocolError(`invalid header name ${JSON.stringify(name)}`);
     const value = trimOws(line, colon + 1);
-    if (BAD_VALUE.test(value) || line.includes("\r") || line.includes("\n")) {
+    // The name is a token and trimOws takes only SP and HTAB, so this covers the whole line:
+    // a CR or LF left in it after the split on CRLF is a bare one.
+    if (BAD_VALUE.test(value)) {
       throw new ProtocolError(`control character in header ${name}`);
     }
     f.rawHeaders.push(name, value);
@@ -178,11 +187,17 @@ function connection(f: Fields, value: string): void {
   }
 }
 
+const DIGITS = /^\d{1,15}$/;
+
 /** RFC 9110 §8.6: a list of identical values may be taken as one value; differing ones not. */
 function contentLength(f: Fields, value: string): void {
+  if (f.length === -1 && DIGITS.test(value)) {
+    f.length = Number(value);
+    return;
+  }
   for (const part of value.split(",")) {
     const v = part.trim();
-    if (!/^\d{1,15}$/.test(v)) throw new ProtocolError("malformed Content-Length");
+    if (!DIGITS.test(v)) throw new ProtocolError("malformed Content-Length");
     const n = Number(v);
     if (f.length !== -1 && n !== f.length) {
       throw new ProtocolError("differing Content-Length values");
@@ -481,6 +496,22 @@ export class Http1Conn {
       default:
         return null;
     }
+  }
+
+  /**
+   * The rest of a Content-Length body when all of it is already in the buffer (a small body
+   * usually arrives with its head), so it is taken without a read, a timer or an await;
+   * null when it is not (read it with readBody()).
+   */
+  takeBufferedBody(): Uint8Array<ArrayBuffer> | null {
+    if (this.#bodyDone || this.#framing !== "length") return null;
+    const left = this.#left;
+    if (this.#end - this.#start < left) return null;
+    const piece = this.#buf.slice(this.#start, this.#start + left);
+    this.#start += left;
+    this.#left = 0;
+    this.#bodyDone = true;
+    return piece;
   }
 
   /** Up to `max` body bytes: what is buffered, else a read straight into a new buffer. */
