@@ -223,7 +223,13 @@ class Attempt {
     this.watchdog = upstream.watchdog();
   }
 
+  /**
+   * The client went away. The listener stays on the request's signal after the try (taking it
+   * off cost more than a finished try's check below), so a try that is over ignores it: its
+   * connection may already carry another request.
+   */
   readonly onAbort = () => {
+    if (this.over) return;
     this.clientGone = true;
     this.connecting?.abort();
     this.conn?.close();
@@ -242,7 +248,6 @@ class Attempt {
     } finally {
       this.over = true;
       this.watchdog.clear();
-      signal.removeEventListener("abort", this.onAbort);
     }
   }
 

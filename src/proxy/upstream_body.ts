@@ -53,6 +53,11 @@ export async function collectBody(
 ): Promise<Uint8Array<ArrayBuffer> | Failure> {
   const ex = res.exchange;
   const c = ex.conn;
+  const whole = c.takeBufferedBody();
+  if (whole !== null) {
+    u.pool.release(ex, true);
+    return whole;
+  }
   const watchdog = new Watchdog(u.timers);
   let silent = false;
   watchdog.idle(u.idleTimeout, () => {
