@@ -94,8 +94,9 @@ const encoder = new TextEncoder();
 
 /** A string of chars up to 0xFF as bytes, one per char (TextEncoder would write UTF-8). */
 export function latin1Bytes(s: string): Uint8Array<ArrayBuffer> {
-  // deno-lint-ignore no-control-regex
-  if (!/[^\x00-\x7f]/.test(s)) return encoder.encode(s);
+  // UTF-8 of a string with any char above 0x7F is longer than the string: only then map it.
+  const utf8 = encoder.encode(s);
+  if (utf8.length === s.length) return utf8;
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
