@@ -11,7 +11,7 @@ import type { ProxyContext } from "./context.ts";
 import { fail } from "./fail.ts";
 import { Failure } from "./failures.ts";
 import type { Flight } from "./flight.ts";
-import { downstreamResponseHeaders } from "./headers.ts";
+import { downstreamResponseHeaders, responseHeaderInit } from "./headers.ts";
 import { answerHeaders } from "./route.ts";
 import type { UpstreamResponse } from "./upstream.ts";
 
@@ -34,7 +34,7 @@ export async function respond(
     f.pool.upstream.discard(res);
     report(f.pool, server, ok, ttfb);
     f.finish(status);
-    return new Response(null, { status, headers });
+    return new Response(null, { status, headers: responseHeaderInit(headers) });
   }
   const declared = res.contentLength;
   if (declared !== undefined && declared <= BUFFER_SMALL_BODY) {
@@ -42,8 +42,9 @@ export async function respond(
     report(f.pool, server, ok && !(body instanceof Failure), ttfb);
     if (body instanceof Failure) return fail(px, f, body, server);
     f.finish(status, undefined, body.byteLength);
-    if (!px.secure) return new Response(body, { status, headers });
-    return new Response(oneChunk(body), { status, headers: withoutLength(headers) });
+    if (!px.secure) return new Response(body, { status, headers: responseHeaderInit(headers) });
+    const chunked = responseHeaderInit(withoutLength(headers));
+    return new Response(oneChunk(body), { status, headers: chunked });
   }
   if (f.body !== null && !f.body.done) {
     const refused = await afterUpload(px, f, server, res, ttfb);
@@ -54,7 +55,7 @@ export async function respond(
     const clientGone = failure?.kind === "client_gone";
     f.finish(clientGone ? failure.rule.status : status, failure?.message, bytes);
   });
-  return new Response(stream, { status, headers });
+  return new Response(stream, { status, headers: responseHeaderInit(headers) });
 }
 
 /**

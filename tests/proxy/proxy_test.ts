@@ -3,7 +3,7 @@ import http from "node:http";
 import { gzipSync } from "node:zlib";
 import { startDemoBackend } from "../../backends/demo.ts";
 import { startLb } from "../../src/lb.ts";
-import { startStack, testConfig, until } from "../_stack.ts";
+import { memoryLogger, startStack, testConfig, until } from "../_stack.ts";
 
 /** A plain backend whose handler the test writes. */
 function rawBackend(handler: (req: Request) => Response | Promise<Response>) {
@@ -608,5 +608,39 @@ Deno.test("each proxied request is recorded with backend, status, tries and byte
   } finally {
     await lb.shutdown(1000);
     await backend.close();
+  }
+});
+
+Deno.test("a bug in the request path (here: a throwing onRequest) is one log line and a 500 JSON answer, and lb goes on serving", async () => {
+  const be = await startDemoBackend({ port: 0, index: 1 });
+  const logger = memoryLogger();
+  let boom = true;
+  const lb = startLb({
+    config: testConfig([be.url]),
+    logger,
+    onRequest: () => {
+      if (boom) throw new Error("observer exploded");
+    },
+  });
+  try {
+    const res = await fetch(lb.url + "/x", { headers: { "x-request-id": "req-1" } });
+    assert.equal(res.status, 500);
+    const body = await res.json();
+    assert.deepEqual(body.error, {
+      status: 500,
+      code: "internal",
+      message: "lb failed to handle this request",
+    });
+    assert.equal(body.requestId, "req-1");
+    const errors = logger.lines.filter((l) => l.includes("unexpected error: observer exploded"));
+    assert.equal(errors.length, 1);
+    assert.ok(!logger.lines.some((l) => l.includes("    at ")), "no stack trace in the log");
+    boom = false;
+    const ok = await fetch(lb.url + "/x");
+    assert.equal(ok.status, 200);
+    await ok.body?.cancel();
+  } finally {
+    await lb.shutdown(1000);
+    await be.close();
   }
 });
