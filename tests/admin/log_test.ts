@@ -3,6 +3,7 @@
 // deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
 import { startDemoBackend } from "../../backends/demo.ts";
+import { createLogger } from "../../src/log.ts";
 import { eachLine, freePort } from "../_stack.ts";
 
 /** Collects a child's stdout as parsed JSON lines. */
@@ -170,5 +171,35 @@ Deno.test("batched access lines are all written whole, by two workers sharing st
     }
     await backend.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a JSON access line is exactly JSON.stringify of the record (type first, ISO time), optional fields only when set", () => {
+  const lines: string[] = [];
+  const logger = createLogger({ format: "json", access: true, write: (l) => lines.push(l) });
+  const base = {
+    time: Date.UTC(2026, 11, 5, 2, 30, 0, 123),
+    requestId: "id-1",
+    client: "10.0.0.1",
+    method: "GET",
+    path: '/a"b\\c?q=é\u2028',
+    status: 502,
+    tries: 2,
+    durationMs: 12.345678,
+    bytesIn: 0,
+    bytesOut: 17,
+  };
+  const full = {
+    ...base,
+    backend: "web",
+    error: 'connect failed:\n"refused"',
+    droppedHeaders: 1,
+    pool: "default",
+    route: "all",
+  };
+  for (const rec of [base, full, { ...full, time: full.time + 1 }]) {
+    logger.access(rec);
+    const want = JSON.stringify({ type: "access", ...rec, time: new Date(rec.time).toISOString() });
+    assert.equal(lines.at(-1), want);
   }
 });
