@@ -26,7 +26,9 @@ export function admit(
   req: Request,
   info: ConnInfo,
 ): Flight | Response | Promise<Flight | Response> {
-  const peer = info.remoteAddr.hostname;
+  // A getter that builds a new object on every read in Deno.serve: read once.
+  const addr = info.remoteAddr;
+  const peer = addr.hostname;
   const trusted = px.isTrusted(peer);
   const clientIp = trusted ? nearestUntrusted(req, peer, px.isTrusted) : peer;
   const sent = req.headers.get("x-request-id");
@@ -42,7 +44,7 @@ export function admit(
   const headers = upstreamRequestHeaders(req.headers, fwd);
   const f = new Flight(px, req, clientIp, requestId, targetOf(req.url), headers);
   if (fwd.underscored > 0) f.rec.droppedHeaders = fwd.underscored;
-  const refused = underscoreRefusal(px, fwd.underscored) ?? px.guard(req, info.remoteAddr, headers);
+  const refused = underscoreRefusal(px, fwd.underscored) ?? px.guard(req, addr, headers);
   if (refused) return fail(px, f, refused);
   const routed = route(px, f, req);
   // Only a shared rate limit (Redis) makes routing wait.

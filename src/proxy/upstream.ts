@@ -304,8 +304,8 @@ class Attempt {
     const headerDeadline = (ms: number) =>
       expireAfter(this.watchdog, ms, false, this.expiry, "header", c);
     if (this.out.body === null) {
-      const left = this.started + this.headerTimeout - performance.now();
-      return headerDeadline(reused ? this.headerTimeout : Math.max(1, left));
+      if (reused) return headerDeadline(this.headerTimeout);
+      return headerDeadline(Math.max(1, this.started + this.headerTimeout - performance.now()));
     }
     expireAfter(this.watchdog, this.upstream.opts.idleTimeout, true, this.expiry, "upload", c);
     ex.onSent = () => {
