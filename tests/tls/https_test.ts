@@ -460,3 +460,50 @@ Deno.test("a reload that points listen.tls at other files swaps the certificate 
     await s.close();
   }
 });
+
+Deno.test("HTTP/1.1 answers over TLS never wait for the client's delayed ACK (buffered answers go as one chunk)", async () => {
+  // Deno 2.9.6 keeps Nagle's algorithm on for TLS connections and may send a buffered body
+  // apart from its head (a 400-byte body with lb's headers did), so the client's delayed ACK
+  // held it ~40 ms; which sizes it splits depends on the head as well, so lb sends every
+  // buffered answer as one chunk, which goes out with the head.
+  const ca = await makeCa();
+  const cert = await ca.leaf("lb", ["localhost", "127.0.0.1"]);
+  const backend = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const n = Number(new URL(req.url).searchParams.get("n"));
+    return new Response("x".repeat(n), { headers: { "content-type": "text/plain" } });
+  });
+  const lb = startLb({
+    config: parseConfig(
+      `listen: { port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} } }
+admin: { enabled: false }
+log: { access: false }
+health: { enabled: false }
+backends:
+  - url: http://127.0.0.1:${backend.addr.port}`,
+    ),
+    logger: memoryLogger(),
+  });
+  const client = Deno.createHttpClient({
+    caCerts: [await Deno.readTextFile(ca.caFile)],
+    http2: false,
+  });
+  try {
+    for (const n of [400, 2000]) {
+      const times: number[] = [];
+      for (let i = 0; i < 11; i++) {
+        const t0 = performance.now();
+        const res = await fetch(`https://localhost:${port(lb)}/?n=${n}`, { client });
+        assert.equal((await res.text()).length, n);
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      // On one kept-alive connection; a delayed ACK makes every answer take ~40 ms.
+      assert.ok(times[5] < 25, `${n}-byte answers took ${times.map(Math.round).join(", ")} ms`);
+    }
+  } finally {
+    client.close();
+    await lb.shutdown(2000);
+    await backend.shutdown();
+    await ca.close();
+  }
+});
