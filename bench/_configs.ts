@@ -96,15 +96,18 @@ export function nginxConfig(
   port: number,
   backends: Upstream[],
   tls?: BenchCert,
+  workers = 1,
+  /** Told apart from the other nginx targets' files (pid, logs). */
+  tag = "",
 ): string {
-  const n = tls ? "nginx-tls" : "nginx";
+  const n = (tls ? "nginx-tls" : "nginx") + tag;
   const listen = tls
     ? `listen 127.0.0.1:${port} ssl http2;
     ssl_certificate ${tls.cert};
     ssl_certificate_key ${tls.key};
     ssl_protocols TLSv1.2 TLSv1.3;`
     : `listen 127.0.0.1:${port};`;
-  return `worker_processes 1;
+  return `worker_processes ${workers};
 daemon off;
 pid ${dir}/${n}.pid;
 error_log ${dir}/${n}-error.log error;

@@ -27,17 +27,19 @@ export async function peerMissing(peer: Peer): Promise<string | undefined> {
   }
 }
 
-/** Starts nginx (HTTPS with HTTP/2 when `tls` is given) on a free port. */
+/** Starts nginx (HTTPS with HTTP/2 when `tls` is given; `workers` processes) on a free port. */
 export async function startNginx(
   procs: Procs,
   dir: string,
   upstreams: Upstream[],
   tls?: BenchCert,
+  workers = 1,
+  tag = "",
 ): Promise<{ proc: Proc; port: number }> {
   const port = freePort();
-  const name = tls ? "nginx-tls" : "nginx";
+  const name = (tls ? "nginx-tls" : "nginx") + tag;
   const conf = `${dir}/${name}.conf`;
-  await Deno.writeTextFile(conf, nginxConfig(dir, port, upstreams, tls));
+  await Deno.writeTextFile(conf, nginxConfig(dir, port, upstreams, tls, workers, tag));
   const proc = procs.spawn(name, "nginx", [
     "-p",
     dir,

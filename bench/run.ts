@@ -39,6 +39,7 @@ import {
   type Round,
   summarize,
   type TargetResult,
+  TWO_THREAD_IDS,
 } from "./_report.ts";
 import { H2_STREAMS, negotiatedLine, startTlsTargets, TLS_KINDS, type TlsKind } from "./_tls.ts";
 import { haveWrk, runWrk, type WrkResult } from "./_wrk.ts";
@@ -77,7 +78,9 @@ Flags:
   --connections N     wrk connections for the table (default 50)
   --only LIST         comma list of what to run: direct, lean, lean-node, lean-http1, nginx, haproxy,
                       lb (every plain HTTP lb target), lb:STRATEGY, lb:round-robin+log,
-                      lb:round-robin+workers, lb:round-robin+routes, mem, ttfb, chunked;
+                      lb:round-robin+workers (lb --workers 2 and one lb, nginx with 2
+                      workers and 1, all at wrk -t2 -c100), lb:round-robin+routes, mem,
+                      ttfb, chunked;
                       over HTTPS: tls (every TLS target), lb:tls, nginx:tls, haproxy:tls,
                       lean:tls (the lean fetch proxy), deno:tls (Deno.serve answering
                       itself)
@@ -332,6 +335,43 @@ interface Running {
   measure?(seconds: number): Promise<WrkResult>;
 }
 
+/**
+ * `--workers 2` as issue 16 measures it: with two wrk threads and 100 connections, beside lb
+ * as one process and nginx with two workers under the same load (one wrk thread cannot keep
+ * two processes busy).
+ */
+async function addWorkerTargets(
+  procs: Procs,
+  dir: string,
+  upstreams: Upstream[],
+  add: (r: Running, start: () => Promise<{ proc: Proc; port: number }>) => void,
+): Promise<void> {
+  const twoThreads = (r: Running): Running => {
+    r.measure = (seconds) =>
+      runWrk(procs, {
+        url: `http://127.0.0.1:${r.port}/`,
+        threads: 2,
+        connections: 100,
+        duration: seconds,
+      });
+    return r;
+  };
+  const lb = (workers?: number) => () =>
+    startLb(procs, dir, upstreams, { strategy: "round-robin", accessLog: false, workers });
+  const [w2, w1, nginx2, nginx1] = TWO_THREAD_IDS;
+  add(twoThreads({ id: w2, label: "lb round-robin, --workers 2 (wrk -t2 -c100)", port: 0 }), lb(2));
+  add(twoThreads({ id: w1, label: "lb round-robin, 1 process (wrk -t2 -c100)", port: 0 }), lb());
+  const missing = await peerMissing("nginx");
+  for (const [id, workers] of [[nginx2, 2], [nginx1, 1]] as const) {
+    const label = `nginx (${workers} worker${workers > 1 ? "s" : ""}, wrk -t2 -c100)`;
+    // A missing nginx skips its rows (add() notes why), not the run.
+    add(twoThreads({ id, label, port: 0 }), () => {
+      if (missing) throw new Error(missing);
+      return startNginx(procs, dir, upstreams, undefined, workers, `-t2w${workers}`);
+    });
+  }
+}
+
 /** Starts the three demo backends; returns their addresses and a closer. */
 async function startBackends(
   procs: Procs,
@@ -501,10 +541,10 @@ async function startTargets(
     lbTargets.push([`lb:${st}`, `lb ${st}`, st, false]);
     if (st === "round-robin") {
       lbTargets.push(["lb:round-robin+log", "lb round-robin + access log", st, true]);
-      lbTargets.push(["lb:round-robin+workers", "lb round-robin, --workers 2", st, false, 2]);
       lbTargets.push(["lb:round-robin+routes", "lb round-robin, 100 routes", st, false, 0, 100]);
     }
   }
+  if (want("lb:round-robin+workers")) await addWorkerTargets(procs, dir, upstreams, add);
   for (const [id, label, strategy, accessLog, workers, routes] of lbTargets) {
     if (!want(id)) continue;
     const r: Running = { id, label, port: 0 };
