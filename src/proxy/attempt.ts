@@ -36,12 +36,12 @@ export async function tryOnce(
   f.rec.backend = server.id;
   const { pool } = f;
   const header = pool.settings.timeouts.header;
+  const t0 = performance.now();
   const headerTimeout = f.deadline === Infinity
     ? header
-    : Math.max(1, Math.min(header, f.deadline - performance.now()));
+    : Math.max(1, Math.min(header, f.deadline - t0));
   pool.servers.beginRequest(server);
-  const t0 = performance.now();
-  const r = await pool.upstream.try(server, f, headerTimeout);
+  const r = await pool.upstream.try(server, f, headerTimeout, t0);
   releaseRetry(f);
   if (r.ok) return answered(px, f, server, r.res, performance.now() - t0, attempt);
   return failed(px, f, server, r.failure);

@@ -128,9 +128,14 @@ export class Upstream {
    * never rejects. `headerTimeout` may be shorter than the configured one (an overall
    * request deadline).
    */
-  try(server: Server, out: Outgoing, headerTimeout = this.opts.headerTimeout): Promise<TryResult> {
+  try(
+    server: Server,
+    out: Outgoing,
+    headerTimeout = this.opts.headerTimeout,
+    started = performance.now(),
+  ): Promise<TryResult> {
     if (out.signal.aborted) return Promise.resolve({ ok: false, failure: clientGone() });
-    return new Attempt(this, server, out, headerTimeout).run();
+    return new Attempt(this, server, out, headerTimeout, started).run();
   }
 
   discard(res: UpstreamResponse): void {
@@ -203,7 +208,6 @@ function expireAfter(
 
 /** The state of one try: its deadlines, and what ended it early. */
 class Attempt {
-  readonly started = performance.now();
   readonly watchdog: Watchdog;
   readonly expiry: Expiry = {};
   clientGone = false;
@@ -219,6 +223,8 @@ class Attempt {
     readonly server: Server,
     readonly out: Outgoing,
     readonly headerTimeout: number,
+    /** When the try began (performance.now()): its deadlines count from here. */
+    readonly started: number,
   ) {
     this.watchdog = upstream.watchdog();
   }
