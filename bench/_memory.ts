@@ -7,11 +7,13 @@
  */
 import type { Upstream } from "./_configs.ts";
 import {
+  fdLimit,
   freePort,
   memoryOf,
   type Proc,
   type Procs,
   sampleRss,
+  sleep,
   waitForOutput,
   waitForPort,
 } from "./_procs.ts";
@@ -55,7 +57,7 @@ export async function measureMemory(o: MemoryOptions): Promise<MemoryResult> {
     } finally {
       await o.procs.stop(proc);
     }
-    for (const lean of LEAN_PROXIES) {
+    for (const lean of CONNECTION_REFERENCES) {
       const { proc, port } = await startLean(o, lean, o.upstreams);
       try {
         const r = await manyConnections(o, proc, port);
@@ -64,6 +66,7 @@ export async function measureMemory(o: MemoryOptions): Promise<MemoryResult> {
         await o.procs.stop(proc);
       }
     }
+    out.idle = await idleConnections(o, fresh);
   }
 
   if (o.ttfb) {
@@ -252,6 +255,57 @@ const LEAN_PROXIES = [
   { label: "lean proxy (fetch)", file: "bench/lean_proxy.ts" },
   { label: "lean proxy (node:http)", file: "bench/lean_proxy_node.ts" },
 ];
+/** The connection runs also measure lb's own client alone and Deno.serve proxying nothing. */
+const CONNECTION_REFERENCES = [
+  ...LEAN_PROXIES,
+  { label: "lean proxy (lb's http1)", file: "bench/lean_proxy_http1.ts" },
+  { label: "Deno.serve alone", file: "bench/serve_only.ts" },
+];
+
+/**
+ * RSS of lb, the lean http1 proxy and `Deno.serve` alone holding `n` idle keep-alive
+ * connections (one request each, then silence; bench/idle_clients.ts opens them from its own
+ * process): 10,000, or what `ulimit -n` allows (each end holds one descriptor per connection).
+ */
+async function idleConnections(
+  o: MemoryOptions,
+  fresh: () => Promise<{ proc: Proc; port: number }>,
+): Promise<NonNullable<MemoryResult["idle"]>> {
+  const n = Math.min(o.quick ? 2000 : 10_000, fdLimit() - 200);
+  const targets: [string, () => Promise<{ proc: Proc; port: number }>][] = [
+    ["lb", fresh],
+    ...CONNECTION_REFERENCES.slice(2).map((r) =>
+      [r.label, () => startLean(o, r, o.upstreams)] as [string, typeof fresh]
+    ),
+  ];
+  const out: NonNullable<MemoryResult["idle"]> = { connections: n, targets: [] };
+  for (const [label, start] of targets) {
+    const { proc, port } = await start();
+    await sleep(500);
+    const before = memoryOf(proc.pid)?.rss ?? 0;
+    const client = o.procs.spawn("idle-clients", Deno.execPath(), [
+      "run",
+      "-A",
+      "bench/idle_clients.ts",
+      "--url",
+      `http://127.0.0.1:${port}/`,
+      "--count",
+      String(n),
+    ], { cwd: o.root });
+    try {
+      const [m] = await waitForOutput(client, /^(ready \d+|failed: .*)$/m, 1, 120_000);
+      if (m[1].startsWith("failed")) throw new Error(`${label}: ${m[1]}`);
+      await sleep(1000);
+      const after = memoryOf(proc.pid)?.rss ?? 0;
+      out.targets.push({ label, rssBefore: before, rssAfter: after });
+      console.log(`  ${n} idle connections, ${label}: ${mb(before)} → ${mb(after)}`);
+    } finally {
+      await o.procs.stop(client);
+      await o.procs.stop(proc);
+    }
+  }
+  return out;
+}
 
 /** Starts bench/sink.ts (reads and counts upload bodies) on a free port. */
 export async function startSink(o: Pick<MemoryOptions, "procs" | "root">) {

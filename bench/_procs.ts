@@ -259,3 +259,16 @@ export function cpuSecondsOf(pid: number): number | undefined {
   for (const p of tree) ticks += stats.get(p)!.ticks;
   return ticks / USER_HZ;
 }
+
+/**
+ * The soft open-files limit (`ulimit -n`) of this process, from /proc; the processes it
+ * spawns get at least that.
+ */
+export function fdLimit(): number {
+  try {
+    const m = /Max open files\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/limits"));
+    return m ? Number(m[1]) : 1024;
+  } catch {
+    return 1024;
+  }
+}

@@ -48,6 +48,11 @@ export interface MemoryResult {
     /** The same run against the lean proxies, for comparison. */
     references?: { label: string; idleRss: number; peakHwm: number; requestsPerSec: number }[];
   };
+  /** RSS holding `connections` idle keep-alive connections: lb and the references. */
+  idle?: {
+    connections: number;
+    targets: { label: string; rssBefore: number; rssAfter: number }[];
+  };
   download?: BodyResult;
   upload?: BodyResult;
   ttfb?: { viaLbMs: number; directMs: number; samples: number; path: string };
@@ -337,6 +342,12 @@ export function checkTargets(
     const name = `peak RSS ≤ 150 MB at ${c?.connections ?? 1000} connections`;
     if (!c) check(name, undefined, "memory runs not measured");
     else check(name, c.peakHwm <= 150e6, `VmHWM ${fmtMB(c.peakHwm)} (idle ${fmtMB(c.idleRss)})`);
+  }
+  {
+    const lb = mem.idle?.targets.find((t) => t.label === "lb");
+    const name = `RSS ≤ 300 MB at ${fmtInt(mem.idle?.connections ?? 10_000)} idle connections`;
+    if (!lb) check(name, undefined, "memory runs not measured");
+    else check(name, lb.rssAfter <= 300e6, `${fmtMB(lb.rssAfter)} (${fmtMB(lb.rssBefore)} before)`);
   }
   {
     const name = "a 1 GiB body raises RSS by < 32 MB";

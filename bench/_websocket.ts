@@ -6,7 +6,15 @@
  */
 import type { Upstream } from "./_configs.ts";
 import { peerMissing, startHaproxy, startNginx } from "./_peers.ts";
-import { memoryOf, type Proc, type Procs, readLog, sleep, waitForOutput } from "./_procs.ts";
+import {
+  fdLimit,
+  memoryOf,
+  type Proc,
+  type Procs,
+  readLog,
+  sleep,
+  waitForOutput,
+} from "./_procs.ts";
 
 export interface WebSocketRow {
   label: string;
@@ -111,15 +119,5 @@ async function idle(o: WebSocketOptions, lb: Proc, port: number, n: number) {
     throw new Error(`${(e as Error).message}: ${(await readLog(client)).slice(-200)}`);
   } finally {
     await o.procs.stop(client);
-  }
-}
-
-/** The open-files limit lb runs under (`ulimit -n`), as /proc says for this process. */
-function fdLimit(): number {
-  try {
-    const m = /Max open files\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/limits"));
-    return m ? Number(m[1]) : 1024;
-  } catch {
-    return 1024;
   }
 }

@@ -986,6 +986,18 @@ function memoryLines(m: MemoryResult): string[] {
       }`,
     );
   }
+  if (m.idle) {
+    const n = m.idle.connections;
+    const each = (t: { rssBefore: number; rssAfter: number }) =>
+      ((t.rssAfter - t.rssBefore) / n / 1024).toFixed(1);
+    out.push(
+      `${fmtInt(n)} idle keep-alive connections: ${
+        m.idle.targets.map((t) =>
+          `${t.label} ${mb(t.rssBefore)} → ${mb(t.rssAfter)} (${each(t)} KiB each)`
+        ).join("; ")
+      }`,
+    );
+  }
   for (
     const [what, b] of [
       ["1 GiB download (GET /stream)", m.download],
