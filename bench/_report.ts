@@ -125,7 +125,8 @@ export function addRatios(results: TargetResult[]): void {
     if (!t.median) continue;
     // The two-wrk-thread rows (--workers) compare with nginx's one worker under that load.
     const nginx = find(TWO_THREADS.has(t.id) ? "nginx+workers@1" : refId("nginx", t.kind));
-    const lean = find(refId("lean", t.kind));
+    // The lean proxy runs at one wrk thread only: no ratio for the two-thread rows.
+    const lean = TWO_THREADS.has(t.id) ? undefined : find(refId("lean", t.kind));
     // h2load gives no p99: no ratio rather than NaN.
     const p99 = nginx ? ratio(t, nginx, "p99") : NaN;
     t.ratios = {

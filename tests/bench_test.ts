@@ -260,6 +260,7 @@ Deno.test("--workers 2 is judged against one lb process under the same two-threa
       target("lb:round-robin+workers@1", [wrk(20000), wrk(20000)]),
       target("nginx+workers", [wrk(44000), wrk(44000)]),
       target("nginx+workers@1", [wrk(40000), wrk(40000)]),
+      target("lean", [wrk(20000), wrk(20000)]),
     ];
     addRatios(results);
     return {
@@ -275,6 +276,7 @@ Deno.test("--workers 2 is judged against one lb process under the same two-threa
   );
   // The two-thread rows compare with nginx's one worker under that load, not with plain nginx.
   assert.equal(pass.results[0].ratios!.vsNginx, 0.65);
+  assert.equal(pass.results[0].ratios!.vsLean, undefined);
   assert.equal(run(25000).check.status, "MISS");
 });
 
