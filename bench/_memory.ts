@@ -262,6 +262,9 @@ const CONNECTION_REFERENCES = [
   { label: "Deno.serve alone", file: "bench/serve_only.ts" },
 ];
 
+/** How long the idle connections are held before the settled RSS is read. */
+const IDLE_SETTLE_MS = 40_000;
+
 /**
  * RSS of lb, the lean http1 proxy and `Deno.serve` alone holding `n` idle keep-alive
  * connections (one request each, then silence; bench/idle_clients.ts opens them from its own
@@ -297,8 +300,15 @@ async function idleConnections(
       if (m[1].startsWith("failed")) throw new Error(`${label}: ${m[1]}`);
       await sleep(1000);
       const after = memoryOf(proc.pid)?.rss ?? 0;
-      out.targets.push({ label, rssBefore: before, rssAfter: after });
-      console.log(`  ${n} idle connections, ${label}: ${mb(before)} → ${mb(after)}`);
+      // Then left idle: V8 shrinks a heap it stops using after ~10-30 s of quiet (measured: lb
+      // 317 MB at 1 s, 251 MB from ~30 s on), so "holding idle connections" is read once that
+      // has had time to happen, beside the figure right after the burst that opened them.
+      await sleep(o.quick ? 5_000 : IDLE_SETTLE_MS);
+      const settled = memoryOf(proc.pid)?.rss ?? 0;
+      out.targets.push({ label, rssBefore: before, rssAfter: after, rssSettled: settled });
+      console.log(
+        `  ${n} idle connections, ${label}: ${mb(before)} → ${mb(after)}, ${mb(settled)} settled`,
+      );
     } finally {
       await o.procs.stop(client);
       await o.procs.stop(proc);

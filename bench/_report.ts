@@ -51,7 +51,8 @@ export interface MemoryResult {
   /** RSS holding `connections` idle keep-alive connections: lb and the references. */
   idle?: {
     connections: number;
-    targets: { label: string; rssBefore: number; rssAfter: number }[];
+    /** RSS before, 1 s after the last connection answered, and after ~40 s idle. */
+    targets: { label: string; rssBefore: number; rssAfter: number; rssSettled?: number }[];
   };
   download?: BodyResult;
   upload?: BodyResult;
@@ -347,8 +348,18 @@ export function checkTargets(
   {
     const lb = mem.idle?.targets.find((t) => t.label === "lb");
     const name = `RSS ≤ 300 MB at ${fmtInt(mem.idle?.connections ?? 10_000)} idle connections`;
-    if (!lb) check(name, undefined, "memory runs not measured");
-    else check(name, lb.rssAfter <= 300e6, `${fmtMB(lb.rssAfter)} (${fmtMB(lb.rssBefore)} before)`);
+    // Judged once V8 has had the time an idle server gets to shrink its heap.
+    const held = lb && (lb.rssSettled ?? lb.rssAfter);
+    if (!lb || held === undefined) check(name, undefined, "memory runs not measured");
+    else {
+      check(
+        name,
+        held <= 300e6,
+        `${fmtMB(held)} after ~40 s idle, ${fmtMB(lb.rssAfter)} at 1 s (${
+          fmtMB(lb.rssBefore)
+        } before)`,
+      );
+    }
   }
   {
     const name = "a 1 GiB body raises RSS by < 32 MB";

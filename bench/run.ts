@@ -988,12 +988,15 @@ function memoryLines(m: MemoryResult): string[] {
   }
   if (m.idle) {
     const n = m.idle.connections;
-    const each = (t: { rssBefore: number; rssAfter: number }) =>
-      ((t.rssAfter - t.rssBefore) / n / 1024).toFixed(1);
+    const each = (before: number, after: number) => ((after - before) / n / 1024).toFixed(1);
     out.push(
-      `${fmtInt(n)} idle keep-alive connections: ${
+      `${fmtInt(n)} idle keep-alive connections (1 s after opening them / settled): ${
         m.idle.targets.map((t) =>
-          `${t.label} ${mb(t.rssBefore)} → ${mb(t.rssAfter)} (${each(t)} KiB each)`
+          `${t.label} ${mb(t.rssBefore)} → ${mb(t.rssAfter)} (${
+            each(t.rssBefore, t.rssAfter)
+          } KiB each) / ${mb(t.rssSettled ?? t.rssAfter)} (${
+            each(t.rssBefore, t.rssSettled ?? t.rssAfter)
+          } KiB)`
         ).join("; ")
       }`,
     );

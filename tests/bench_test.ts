@@ -377,7 +377,7 @@ Deno.test("memory targets pass and miss on the thresholds of issues 7 and 16", (
     idle: {
       connections: 10_000,
       targets: [
-        { label: "lb", rssBefore: 75e6, rssAfter: 290e6 },
+        { label: "lb", rssBefore: 75e6, rssAfter: 320e6, rssSettled: 290e6 },
         { label: "Deno.serve alone", rssBefore: 40e6, rssAfter: 330e6 },
       ],
     },
@@ -388,7 +388,8 @@ Deno.test("memory targets pass and miss on the thresholds of issues 7 and 16", (
   // lb's row is judged, not a reference's.
   const idle = checks.find((c) => c.name.includes("10,000 idle"))!;
   assert.equal(idle.status, "PASS");
-  assert.equal(idle.detail, "290.0 MB (75.0 MB before)");
+  // Judged on the RSS after the idle wait, with the one right after the burst beside it.
+  assert.equal(idle.detail, "290.0 MB after ~40 s idle, 320.0 MB at 1 s (75.0 MB before)");
   const b = checks.find((c) => c.name.includes("1 GiB"))!;
   assert.equal(b.status, "MISS");
   assert.match(b.detail, /download \+40\.0 MB/);
