@@ -644,3 +644,37 @@ Deno.test("a bug in the request path (here: a throwing onRequest) is one log lin
     await be.close();
   }
 });
+
+Deno.test("a request body written in several pieces never waits for the backend's delayed ACK (Nagle's algorithm is off for it)", async () => {
+  // lb keeps Nagle's algorithm on for requests without a body (one write each) and turns it
+  // off on a connection before its first body: a chunked upload is several writes, and with
+  // Nagle on each small one after the first waits for the backend's delayed ACK (~40 ms).
+  const backend = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const n = (await req.arrayBuffer()).byteLength; // the whole body before the answer
+    return new Response(String(n));
+  });
+  const lb = startLb({ config: testConfig([`http://127.0.0.1:${backend.addr.port}`]) });
+  try {
+    const times: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (const piece of ["first ", "second ", "third"]) {
+            c.enqueue(new TextEncoder().encode(piece));
+          }
+          c.close();
+        },
+      });
+      const t0 = performance.now();
+      const res = await fetch(lb.url + "/upload", { method: "POST", body });
+      assert.equal(await res.text(), "18");
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    // Over one kept-alive upstream connection; with Nagle on, ~40 ms or more each.
+    assert.ok(times[4] < 25, `uploads took ${times.map(Math.round).join(", ")} ms`);
+  } finally {
+    await lb.shutdown(1000);
+    await backend.shutdown();
+  }
+});
