@@ -256,7 +256,6 @@ export class Http1Conn {
   /** A read into #buf[#end…] in flight. */
   #pending: Promise<number | null> | null = null;
   #closed = false;
-  #noDelay = false;
   #idleClose: (() => void) | null = null;
   /**
    * Parked, or claimed with no byte of the next request written yet: whatever the backend
@@ -296,23 +295,6 @@ export class Http1Conn {
       this.conn.close();
     } catch {
       // already closed by the runtime
-    }
-  }
-
-  /**
-   * Turns Nagle's algorithm off on a plain TCP connection (TLS ones had it turned off before
-   * their handshake), once: a request body may go out in several writes, and with Nagle on a
-   * small write after another waits for the backend's delayed ACK (~40 ms). A request without
-   * a body is one write, which Nagle never holds back.
-   */
-  noDelay(): void {
-    if (this.#noDelay) return;
-    this.#noDelay = true;
-    const tcp = this.conn as Partial<Deno.TcpConn>;
-    try {
-      tcp.setNoDelay?.(true);
-    } catch {
-      // closed already: the write that follows reports it
     }
   }
 

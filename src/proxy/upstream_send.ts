@@ -56,7 +56,6 @@ export async function sendRequest(
       ex.sent = true;
       return;
     }
-    c.noDelay();
     const declared = headers["content-length"];
     const length = declared === undefined ? -1 : Number(declared);
     const head = latin1Bytes(requestHead(method, path, headers, true, length));

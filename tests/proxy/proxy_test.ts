@@ -646,9 +646,9 @@ Deno.test("a bug in the request path (here: a throwing onRequest) is one log lin
 });
 
 Deno.test("a request body written in several pieces never waits for the backend's delayed ACK (Nagle's algorithm is off for it)", async () => {
-  // lb keeps Nagle's algorithm on for requests without a body (one write each) and turns it
-  // off on a connection before its first body: a chunked upload is several writes, and with
-  // Nagle on each small one after the first waits for the backend's delayed ACK (~40 ms).
+  // A chunked upload is several writes; with Nagle's algorithm on, each small one after the
+  // first waits for the backend's delayed ACK (~40 ms): lb sets TCP_NODELAY on its upstream
+  // connections. (Measured: 43-45 ms per upload here without it.)
   const backend = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const n = (await req.arrayBuffer()).byteLength; // the whole body before the answer
     return new Response(String(n));
