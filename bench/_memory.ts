@@ -255,12 +255,13 @@ const LEAN_PROXIES = [
   { label: "lean proxy (fetch)", file: "bench/lean_proxy.ts" },
   { label: "lean proxy (node:http)", file: "bench/lean_proxy_node.ts" },
 ];
-/** The connection runs also measure lb's own client alone and Deno.serve proxying nothing. */
-const CONNECTION_REFERENCES = [
-  ...LEAN_PROXIES,
+/** lb's own client alone and Deno.serve proxying nothing: the runtime's share of lb's memory. */
+const RUNTIME_REFERENCES = [
   { label: "lean proxy (lb's http1)", file: "bench/lean_proxy_http1.ts" },
   { label: "Deno.serve alone", file: "bench/serve_only.ts" },
 ];
+/** What the 1,000-connection run measures beside lb. */
+const CONNECTION_REFERENCES = [...LEAN_PROXIES, ...RUNTIME_REFERENCES];
 
 /** How long the idle connections are held before the settled RSS is read. */
 const IDLE_SETTLE_MS = 40_000;
@@ -277,7 +278,7 @@ async function idleConnections(
   const n = Math.min(o.quick ? 2000 : 10_000, fdLimit() - 200);
   const targets: [string, () => Promise<{ proc: Proc; port: number }>][] = [
     ["lb", fresh],
-    ...CONNECTION_REFERENCES.slice(2).map((r) =>
+    ...RUNTIME_REFERENCES.map((r) =>
       [r.label, () => startLean(o, r, o.upstreams)] as [string, typeof fresh]
     ),
   ];

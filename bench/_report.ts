@@ -275,6 +275,19 @@ function markdownCells(r: TargetResult, cpu = false): string {
   ].join(" | ");
 }
 
+/** A list of checks and the function that adds one (undefined `ok`: skipped, with why). */
+function checkList() {
+  const checks: Check[] = [];
+  const check = (name: string, ok: boolean | undefined, detail: string) =>
+    checks.push({ name, status: ok === undefined ? "SKIP" : ok ? "PASS" : "MISS", detail });
+  return { checks, check };
+}
+
+/** A target's result by id, when it was measured. */
+function measured(results: TargetResult[]) {
+  return (id: string) => results.find((r) => r.id === id && r.median);
+}
+
 /** Issue 7's and issue 16's targets, judged on this run's numbers (call `addRatios` first). */
 export function checkTargets(
   results: TargetResult[],
@@ -282,7 +295,7 @@ export function checkTargets(
   chunked?: ChunkedResult,
   websockets?: WebSocketResult,
 ): Check[] {
-  const get = (id: string) => results.find((r) => r.id === id && r.median);
+  const get = measured(results);
   const lean = get("lean");
   const nginx = get("nginx");
   const rr = get("lb:round-robin");
@@ -290,9 +303,7 @@ export function checkTargets(
   const strategies = results.filter((r) =>
     r.id.startsWith("lb:") && !r.id.includes("+") && !r.kind && r.median
   );
-  const checks: Check[] = [];
-  const check = (name: string, ok: boolean | undefined, detail: string) =>
-    checks.push({ name, status: ok === undefined ? "SKIP" : ok ? "PASS" : "MISS", detail });
+  const { checks, check } = checkList();
 
   {
     const name = "lb round-robin ≥ 95% of the lean proxy's req/s";
@@ -406,12 +417,10 @@ export function checkTargets(
 
 /** Issue 16's throughput targets: share of nginx, strategies beside round-robin, --workers. */
 function throughputChecks(results: TargetResult[], strategies: TargetResult[]): Check[] {
-  const get = (id: string) => results.find((r) => r.id === id && r.median);
+  const get = measured(results);
   const nginx = get("nginx");
   const rr = get("lb:round-robin");
-  const checks: Check[] = [];
-  const check = (name: string, ok: boolean | undefined, detail: string) =>
-    checks.push({ name, status: ok === undefined ? "SKIP" : ok ? "PASS" : "MISS", detail });
+  const { checks, check } = checkList();
   {
     const name = "lb round-robin ≥ 70% of nginx's req/s";
     const r = rr?.ratios?.vsNginx;
