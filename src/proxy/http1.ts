@@ -413,16 +413,7 @@ export class Http1Conn {
         }
         scanned = Math.max(this.#start, this.#end - 3);
         const before = this.#start;
-        // #fill inlined: one async frame less on every response.
-        const pending = this.#read();
-        let n: number | null;
-        try {
-          n = await pending;
-        } finally {
-          this.#pending = null;
-        }
-        if (n !== null) this.#end += n;
-        else {
+        if (!(await this.#fill())) {
           this.#keepAlive = false;
           throw new ConnectionClosed(
             gotAny
@@ -431,7 +422,7 @@ export class Http1Conn {
             !gotAny,
           );
         }
-        // #read may have moved the unread bytes to the front of the buffer.
+        // #fill may have moved the unread bytes to the front of the buffer.
         scanned -= before - this.#start;
         gotAny = true;
         continue;
